@@ -1,0 +1,69 @@
+# bastion-stdio: an OpenSSH ProxyCommand that reaches Azure VMs through
+# Azure Bastion.  Plain make; dependencies come from pkg-config.
+
+VERSION =	0.1.0
+PREFIX ?=	/usr/local
+BINDIR ?=	$(PREFIX)/bin
+MANDIR ?=	$(PREFIX)/share/man
+
+PKGS =		libwebsockets libcurl libcjson openssl
+CC ?=		cc
+PKG_CONFIG ?=	pkg-config
+WARN =		-Wall -Wextra -Wformat=2 -Wshadow -Wpointer-arith \
+		-Wstrict-prototypes -Wmissing-prototypes -Werror
+CFLAGS ?=	-O2 -g
+ALL_CFLAGS =	-std=c99 -D_GNU_SOURCE $(WARN) $(CFLAGS) \
+		-DBASTION_STDIO_VERSION='"$(VERSION)"' \
+		$(shell $(PKG_CONFIG) --cflags $(PKGS))
+LIBS =		$(shell $(PKG_CONFIG) --libs $(PKGS))
+
+# Everything but main.o, so that unit tests link the same objects.
+OBJS =		src/arm.o src/buf.o src/cloud.o src/config.o src/cred.o \
+		src/entra.o src/http.o src/log.o src/match.o src/misc.o \
+		src/proxy.o src/session.o src/target.o src/tunnel.o
+PROG =		bastion-stdio
+
+all: $(PROG)
+
+$(PROG): src/main.o $(OBJS)
+	$(CC) $(LDFLAGS) -o $@ src/main.o $(OBJS) $(LIBS)
+
+src/%.o: src/%.c src/*.h
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+UNIT_TESTS =	tests/unit/test_config tests/unit/test_match \
+		tests/unit/test_target tests/unit/test_parse \
+		tests/unit/test_buf tests/unit/test_proxy
+
+tests/unit/%: tests/unit/%.c tests/unit/unit.h $(OBJS)
+	$(CC) $(ALL_CFLAGS) -Isrc -o $@ $< $(OBJS) $(LIBS)
+
+unit: $(UNIT_TESTS)
+
+# The whole suite: unit tests, then the end-to-end tests against the
+# local Azure emulator with real OpenSSH, scp, rsync and git.
+check: $(PROG) unit
+	tests/run
+
+# The same suite with AddressSanitizer and UndefinedBehaviorSanitizer.
+check-asan:
+	$(MAKE) clean
+	$(MAKE) CC=clang CFLAGS="-O1 -g -fsanitize=address,undefined \
+	    -fno-omit-frame-pointer -fno-sanitize-recover=all" \
+	    LDFLAGS="-fsanitize=address,undefined" check
+	$(MAKE) clean
+
+lint:
+	tests/lint.sh
+
+demo: $(PROG)
+	tests/demo.sh
+
+install: $(PROG)
+	install -d $(DESTDIR)$(BINDIR)
+	install -m 755 $(PROG) $(DESTDIR)$(BINDIR)/$(PROG)
+
+clean:
+	rm -f $(PROG) src/*.o $(UNIT_TESTS)
+
+.PHONY: all unit check check-asan lint demo install clean

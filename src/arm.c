@@ -1,0 +1,202 @@
+/*
+ * Reads the Bastion host from ARM and decides whether it can carry a
+ * native-client tunnel.  Optional properties may be missing from the
+ * answer (new hosts omit enableTunneling); missing means unknown, and the
+ * Bastion data plane then has the last word.
+ */
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "arm.h"
+#include "log.h"
+#include "misc.h"
+#include "target.h"
+
+/* The API version the Azure CLI's bastion extension reads hosts with. */
+#define ARM_BASTION_API	"2024-01-01"
+
+void
+arm_bastion_free(struct bastion *b)
+{
+	free(b->dns_name);
+	free(b->sku);
+	memset(b, 0, sizeof(*b));
+}
+
+static enum tristate
+tristate(const cJSON *item)
+{
+	if (cJSON_IsBool(item))
+		return cJSON_IsTrue(item) ? TRI_TRUE : TRI_FALSE;
+	return TRI_UNKNOWN;
+}
+
+/*
+ * A data-plane host name, with an optional :port: letters, digits, dots
+ * and dashes, so that it cannot change the meaning of the URLs built on it.
+ */
+bool
+arm_is_dns_name(const char *s)
+{
+	size_t host = strcspn(s, ":");
+	long port;
+
+	if (host == 0 || host > 253)
+		return false;
+	if (strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	    "0123456789.-") != host)
+		return false;
+	return s[host] == '\0' ||
+	    parse_number(s + host + 1, 1, 65535, &port) == 0;
+}
+
+/* 0, or -1 when the answer has no usable properties.dnsName. */
+int
+arm_parse_bastion(const char *body, struct bastion *b)
+{
+	cJSON *root = cJSON_Parse(body);
+	const cJSON *props, *dns, *sku, *name;
+
+	memset(b, 0, sizeof(*b));
+	b->tunneling = b->ip_connect = TRI_UNKNOWN;
+	if (root == NULL)
+		return -1;
+	props = cJSON_GetObjectItemCaseSensitive(root, "properties");
+	dns = cJSON_GetObjectItemCaseSensitive(props, "dnsName");
+	sku = cJSON_GetObjectItemCaseSensitive(root, "sku");
+	name = cJSON_GetObjectItemCaseSensitive(sku, "name");
+	if (cJSON_IsString(dns) && arm_is_dns_name(dns->valuestring))
+		b->dns_name = xstrdup(dns->valuestring);
+	if (cJSON_IsString(name) && !str_has_ctrl(name->valuestring))
+		b->sku = xstrdup(name->valuestring);
+	b->tunneling = tristate(cJSON_GetObjectItemCaseSensitive(props,
+	    "enableTunneling"));
+	b->ip_connect = tristate(cJSON_GetObjectItemCaseSensitive(props,
+	    "enableIpConnect"));
+	cJSON_Delete(root);
+	if (b->dns_name == NULL) {
+		arm_bastion_free(b);
+		return -1;
+	}
+	return 0;
+}
+
+/* ARM errors: {"error": {"code", "message"}}, some RPs capitalised. */
+void
+arm_describe_error(const char *body, char *out, size_t size)
+{
+	cJSON *root = cJSON_Parse(body);
+	const cJSON *err, *code, *msg;
+
+	snprintf(out, size, "no error details");
+	if (root == NULL)
+		return;
+	err = cJSON_GetObjectItem(root, "error");
+	code = cJSON_GetObjectItem(err, "code");
+	msg = cJSON_GetObjectItem(err, "message");
+	if (cJSON_IsString(code) && cJSON_IsString(msg))
+		snprintf(out, size, "%.100s: %.300s", code->valuestring,
+		    msg->valuestring);
+	else if (cJSON_IsString(msg))
+		snprintf(out, size, "%.300s", msg->valuestring);
+	cJSON_Delete(root);
+}
+
+/* The resource id as a URL path, each segment percent-encoded. */
+static void
+append_id_path(struct buf *url, const char *id)
+{
+	char seg[256];
+	size_t n;
+
+	while (*id == '/') {
+		id++;
+		n = strcspn(id, "/");
+		snprintf(seg, sizeof(seg), "%.*s", (int)n, id);
+		buf_puts(url, "/");
+		url_encode(url, seg);
+		id += n;
+	}
+}
+
+/*
+ * Gets the Bastion named by the Bastion keyword.  Returns 0, or an exit
+ * status after reporting the error.
+ */
+int
+arm_get_bastion(struct http *h, const struct options *o,
+    const struct token *t, struct bastion *b)
+{
+	const char *headers[] = { NULL, "Accept: application/json", NULL };
+	struct http_request rq = { .method = "GET" };
+	struct http_response rs;
+	struct buf url;
+	char why[512];
+	int r;
+
+	buf_init(&url, 256);
+	buf_puts(&url, o->arm_endpoint);
+	append_id_path(&url, o->bastion);
+	buf_puts(&url, "?api-version=" ARM_BASTION_API);
+	rq.url = rq.what = buf_str(&url);
+	headers[0] = xasprintf("Authorization: Bearer %s", t->access_token);
+	rq.headers = headers;
+	r = http_do(h, &rq, &rs);
+	explicit_bzero((char *)headers[0], strlen(headers[0]));
+	free((char *)headers[0]);
+	if (r == 0 && rs.status != 200) {
+		arm_describe_error(buf_str(&rs.body), why, sizeof(why));
+		error("cannot read Bastion %s from ARM: %ld %s", o->bastion,
+		    rs.status, why);
+		r = rs.status == 401 ? EXIT_CREDENTIAL : EXIT_REFUSED;
+	} else if (r == 0 && arm_parse_bastion(buf_str(&rs.body), b) == -1) {
+		error("ARM answered for Bastion %s without a valid "
+		    "properties.dnsName", o->bastion);
+		r = EXIT_PROTOCOL;
+	}
+	if (r == 0)
+		debug("Bastion %s: sku %s, tunneling %d, IP connect %d",
+		    b->dns_name, b->sku ? b->sku : "unknown", b->tunneling,
+		    b->ip_connect);
+	http_response_free(&rs);
+	buf_free(&url);
+	return r;
+}
+
+/*
+ * Refuses, before asking the data plane, what the Bastion's SKU and flags
+ * rule out, with the setting to change.  0 or EXIT_REFUSED.
+ */
+int
+arm_check_bastion(const struct bastion *b, const char *name,
+    bool ip_connect)
+{
+	if (b->sku != NULL && strcasecmp(b->sku, "Basic") == 0) {
+		error("Bastion %s has the Basic SKU, which cannot tunnel; "
+		    "upgrade it to Standard or Premium and enable native "
+		    "client support", name);
+		return EXIT_REFUSED;
+	}
+	if (b->sku != NULL && (strcasecmp(b->sku, "Developer") == 0 ||
+	    strcasecmp(b->sku, "QuickConnect") == 0)) {
+		/* XXX: the Developer SKU's /api/connection step is not built. */
+		error("Bastion %s has the %s SKU, which bastion-stdio cannot "
+		    "use yet; use a Standard or Premium Bastion", name, b->sku);
+		return EXIT_REFUSED;
+	}
+	if (b->tunneling == TRI_FALSE) {
+		error("Bastion %s has native client support turned off; "
+		    "enable it (enableTunneling) in the Bastion's "
+		    "configuration", name);
+		return EXIT_REFUSED;
+	}
+	if (ip_connect && b->ip_connect == TRI_FALSE) {
+		error("Bastion %s has IP-based connection turned off; enable "
+		    "it (enableIpConnect) or connect by VM name", name);
+		return EXIT_REFUSED;
+	}
+	return 0;
+}

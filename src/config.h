@@ -1,0 +1,40 @@
+/*
+ * Settings, from -o options, then the configuration file, then the
+ * environment.  The first value obtained for a keyword wins, as in ssh.
+ */
+#ifndef CONFIG_H
+#define CONFIG_H
+
+#include "cloud.h"
+#include "log.h"
+
+#define CFG_UNSET	(-1)
+
+struct options {
+	char	*bastion;		/* ARM id of the Bastion host */
+	char	*target_resource_group;
+	char	*target_subscription;
+	char	*target_resource_id;
+	char	*cloud_name;
+	char	*arm_endpoint;
+	char	*authority_host;
+	char	*ca_file;
+	char	*log_file;
+	long	 connect_timeout;	/* seconds, for each setup step */
+	long	 frame_size;		/* largest payload sent per frame */
+	long	 log_level;		/* enum log_level */
+
+	/* Derived by cfg_finish(). */
+	const struct cloud *cloud;
+};
+
+void	cfg_init(struct options *o);
+void	cfg_free(struct options *o);
+int	cfg_set(struct options *o, const char *keyword, const char *value,
+	    const char *where);
+int	cfg_parse_option(struct options *o, const char *arg);
+int	cfg_read_file(struct options *o, const char *path, const char *host);
+int	cfg_read_default_files(struct options *o, const char *host);
+int	cfg_finish(struct options *o);
+
+#endif

@@ -1,0 +1,23 @@
+/* Entra ID's OAuth 2.0 token endpoint. */
+#ifndef ENTRA_H
+#define ENTRA_H
+
+#include <stddef.h>
+#include <time.h>
+
+#include "http.h"
+
+/* An access token; access_token is a secret and is never logged. */
+struct token {
+	char	*access_token;
+	time_t	 expires_on;
+};
+
+void	token_free(struct token *t);
+int	entra_parse_token(const char *body, time_t now, struct token *t);
+void	entra_describe_error(const char *body, char *out, size_t size);
+int	entra_request_token(struct http *h, const char *authority,
+	    const char *tenant, const char *form, const char *who,
+	    struct token *t);
+
+#endif

@@ -1,0 +1,289 @@
+/*
+ * The REST legs (Entra ID, ARM, the Bastion's /api/tokens) over libcurl.
+ * One easy handle is reused so that requests to the same host share a
+ * connection and a TLS session.
+ */
+#include <curl/curl.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "http.h"
+#include "log.h"
+#include "misc.h"
+#include "proxy.h"
+
+/* No answer bastion-stdio expects is anywhere near this large. */
+#define HTTP_BODY_MAX	(1024 * 1024)
+
+int
+http_init(struct http *h, const char *ca_file, const char *ua, long timeout)
+{
+	memset(h, 0, sizeof(*h));
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK ||
+	    (h->curl = curl_easy_init()) == NULL) {
+		error("cannot initialise libcurl");
+		return EXIT_LOCAL_IO;
+	}
+	h->ca_file = ca_file;
+	h->user_agent = ua;
+	h->timeout = timeout;
+	return 0;
+}
+
+void
+http_cleanup(struct http *h)
+{
+	if (h->curl != NULL)
+		curl_easy_cleanup(h->curl);
+	h->curl = NULL;
+	curl_global_cleanup();
+}
+
+void
+http_response_free(struct http_response *rs)
+{
+	buf_free(&rs->body);
+}
+
+static size_t
+on_body(char *p, size_t size, size_t n, void *arg)
+{
+	struct buf *b = arg;
+
+	if (b->len + n > HTTP_BODY_MAX)
+		return 0;	/* libcurl fails the transfer */
+	buf_put(b, p, n * size);
+	return n * size;
+}
+
+static size_t
+on_header(char *p, size_t size, size_t n, void *arg)
+{
+	struct http_response *rs = arg;
+	static const char name[] = "retry-after:";
+	long v;
+	char num[16];
+	size_t len = n * size, i = sizeof(name) - 1, j = 0;
+
+	if (len > i && strncasecmp(p, name, i) == 0) {
+		while (i < len && (p[i] == ' ' || p[i] == '\t'))
+			i++;
+		while (i < len && j + 1 < sizeof(num) && p[i] >= '0' &&
+		    p[i] <= '9')
+			num[j++] = p[i++];
+		num[j] = '\0';
+		if (j > 0 && parse_number(num, 0, 86400, &v) == 0)
+			rs->retry_after = v;
+	}
+	return len;
+}
+
+/* Lets a signal end a transfer that would otherwise run to its timeout. */
+static int
+on_progress(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut,
+    curl_off_t un)
+{
+	struct http *h = arg;
+
+	(void)dt, (void)dn, (void)ut, (void)un;
+	return h->interrupted != NULL && *h->interrupted;
+}
+
+/* The path of a DELETE carries the session's authToken. */
+static void
+redact_session_path(char *line)
+{
+	static const char marker[] = "/api/tokens/";
+	static const char mask[] = "<authToken>";
+	char *p = strstr(line, marker);
+
+	/* the caller's line buffer holds 200 bytes, the mask fits */
+	if (p != NULL && (size_t)(p - line) + sizeof(marker) +
+	    sizeof(mask) < 200)
+		memcpy(p + sizeof(marker) - 1, mask, sizeof(mask));
+	else if (p != NULL)
+		*p = '\0';
+}
+
+/*
+ * libcurl's protocol trace at DEBUG3, headers only: bodies carry client
+ * secrets and tokens, and so does an Authorization header.
+ */
+static int
+on_debug(CURL *c, curl_infotype type, char *data, size_t size, void *arg)
+{
+	const char *dir = type == CURLINFO_HEADER_IN ? "<" : ">";
+	char line[200];
+	size_t n;
+
+	(void)c, (void)arg;
+	if (type != CURLINFO_HEADER_IN && type != CURLINFO_HEADER_OUT)
+		return 0;
+	while (size > 0) {
+		n = strcspn(data, "\r\n");
+		if (n > size)
+			n = size;
+		if (n > 0 && strncasecmp(data, "authorization:", 14) == 0)
+			debug3("%s Authorization: <redacted>", dir);
+		else if (n > 0) {
+			snprintf(line, sizeof(line), "%.*s", (int)n, data);
+			redact_session_path(line);
+			debug3("%s %s", dir, line);
+		}
+		while (n < size && (data[n] == '\r' || data[n] == '\n'))
+			n++;
+		data += n;
+		size -= n;
+	}
+	return 0;
+}
+
+/* Per-request options: method, body, headers, proxy and time bounds. */
+static int
+set_request(struct http *h, const struct http_request *rq,
+    struct http_response *rs, struct curl_slist **hdrs)
+{
+	CURL *c = h->curl;
+	struct proxy px;
+	char host[256];
+	int port, r;
+	size_t i;
+
+	if (url_host(rq->url, host, sizeof(host), &port, 443) == -1) {
+		error("%s: not a valid URL", rq->what);
+		return EXIT_CONFIG;
+	}
+	if ((r = proxy_find(host, &px)) != 0)
+		return r;
+	curl_easy_setopt(c, CURLOPT_PROXY, px.url != NULL ? px.url : "");
+	if (px.url != NULL)
+		debug2("%s: through proxy %s:%d from %s", rq->what, px.host,
+		    px.port, px.variable);
+	proxy_free(&px);
+
+	for (i = 0; rq->headers != NULL && rq->headers[i] != NULL; i++)
+		*hdrs = curl_slist_append(*hdrs, rq->headers[i]);
+	/* curl would otherwise send "Expect: 100-continue" for big bodies */
+	*hdrs = curl_slist_append(*hdrs, "Expect:");
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, *hdrs);
+	curl_easy_setopt(c, CURLOPT_URL, rq->url);
+	curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
+	if (rq->body != NULL) {
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, rq->body);
+		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE,
+		    (long)strlen(rq->body));
+	}
+	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST,
+	    strcmp(rq->method, rq->body != NULL ? "POST" : "GET") == 0 ?
+	    NULL : rq->method);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT,
+	    rq->timeout > 0 ? rq->timeout : h->timeout);
+	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, h->timeout);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &rs->body);
+	curl_easy_setopt(c, CURLOPT_HEADERDATA, rs);
+	return 0;
+}
+
+/* Options that stay the same for every request of the process. */
+static void
+set_common(struct http *h, char *errbuf)
+{
+	CURL *c = h->curl;
+
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1);
+	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https");
+	curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(c, CURLOPT_USERAGENT, h->user_agent);
+	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+	curl_easy_setopt(c, CURLOPT_XFERINFODATA, h);
+	curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+	curl_easy_setopt(c, CURLOPT_TCP_NODELAY, 1L);
+	if (h->ca_file != NULL) {
+		/* the file alone, as on the WebSocket leg */
+		curl_easy_setopt(c, CURLOPT_CAINFO, h->ca_file);
+		curl_easy_setopt(c, CURLOPT_CAPATH, NULL);
+	}
+	if (log_get_level() >= LOG_DEBUG3) {
+		curl_easy_setopt(c, CURLOPT_VERBOSE, 1L);
+		curl_easy_setopt(c, CURLOPT_DEBUGFUNCTION, on_debug);
+	}
+}
+
+/* Says why no answer came, in libcurl's words where they are better. */
+static int
+report_failure(struct http *h, const struct http_request *rq, CURLcode cc,
+    const char *errbuf)
+{
+	const char *why = *errbuf != '\0' ? errbuf : curl_easy_strerror(cc);
+
+	if (cc == CURLE_ABORTED_BY_CALLBACK) {
+		debug("%s %s: interrupted", rq->method, rq->what);
+		return EXIT_NETWORK;
+	}
+	if (cc == CURLE_WRITE_ERROR) {
+		error("%s %s: the answer is larger than %d bytes", rq->method,
+		    rq->what, HTTP_BODY_MAX);
+		return EXIT_PROTOCOL;
+	}
+	if (cc == CURLE_UNSUPPORTED_PROTOCOL) {
+		error("%s %s: only https is allowed", rq->method, rq->what);
+		return EXIT_CONFIG;
+	}
+	if (cc == CURLE_OPERATION_TIMEDOUT)
+		error("%s %s: no answer within %ld s (ConnectTimeout)",
+		    rq->method, rq->what,
+		    rq->timeout > 0 ? rq->timeout : h->timeout);
+	else
+		error("%s %s: %s", rq->method, rq->what, why);
+	return EXIT_NETWORK;
+}
+
+static long
+elapsed_ms(const struct timespec *t0)
+{
+	struct timespec t1;
+
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return (t1.tv_sec - t0->tv_sec) * 1000 +
+	    (t1.tv_nsec - t0->tv_nsec) / 1000000;
+}
+
+/*
+ * Sends one request.  Returns 0 when an HTTP answer arrived, whatever its
+ * status, or an exit status after reporting why none did.
+ */
+int
+http_do(struct http *h, const struct http_request *rq,
+    struct http_response *rs)
+{
+	char errbuf[CURL_ERROR_SIZE] = "";
+	struct curl_slist *hdrs = NULL;
+	struct timespec t0;
+	CURLcode cc;
+	int r;
+
+	memset(rs, 0, sizeof(*rs));
+	rs->retry_after = -1;
+	curl_easy_reset(h->curl);
+	set_common(h, errbuf);
+	if ((r = set_request(h, rq, rs, &hdrs)) != 0) {
+		curl_slist_free_all(hdrs);
+		return r;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	cc = curl_easy_perform(h->curl);
+	curl_slist_free_all(hdrs);
+	if (cc != CURLE_OK)
+		return report_failure(h, rq, cc, errbuf);
+	curl_easy_getinfo(h->curl, CURLINFO_RESPONSE_CODE, &rs->status);
+	debug("%s %s: %ld (%ld ms)", rq->method, rq->what, rs->status,
+	    elapsed_ms(&t0));
+	return 0;
+}

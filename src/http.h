@@ -1,0 +1,43 @@
+/*
+ * HTTPS requests through libcurl, with the settings every leg shares:
+ * HTTP/1.1, https only, no redirects, one CA choice, one proxy choice,
+ * a time bound, and no secret in any log line.
+ */
+#ifndef HTTP_H
+#define HTTP_H
+
+#include <signal.h>
+
+#include "buf.h"
+
+struct http {
+	void		*curl;		/* CURL *, reused for keep-alive */
+	const char	*ca_file;	/* NULL: the system store */
+	const char	*user_agent;
+	long		 timeout;	/* seconds for a whole request */
+	volatile sig_atomic_t *interrupted;	/* abort when it turns 1 */
+};
+
+struct http_request {
+	const char	*method;
+	const char	*url;
+	const char	*what;		/* the URL as logged: no secrets */
+	const char	*const *headers;	/* NULL-terminated, or NULL */
+	const char	*body;		/* NULL for none */
+	long		 timeout;	/* 0: the client's */
+};
+
+struct http_response {
+	long		 status;
+	struct buf	 body;
+	long		 retry_after;	/* seconds, -1 when absent */
+};
+
+int	http_init(struct http *h, const char *ca_file, const char *ua,
+	    long timeout);
+void	http_cleanup(struct http *h);
+int	http_do(struct http *h, const struct http_request *rq,
+	    struct http_response *rs);
+void	http_response_free(struct http_response *rs);
+
+#endif

@@ -1,0 +1,363 @@
+/*
+ * bastion-stdio: an OpenSSH ProxyCommand that reaches an Azure VM through
+ * Azure Bastion.  One process is one connection: get an ARM token, read
+ * the Bastion from ARM, ask the Bastion for a session, relay stdin and
+ * stdout over one WebSocket, and delete the session at the end.
+ */
+#include <cjson/cJSON.h>
+#include <curl/curl.h>
+#include <libwebsockets.h>
+#include <openssl/crypto.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "arm.h"
+#include "config.h"
+#include "cred.h"
+#include "http.h"
+#include "log.h"
+#include "misc.h"
+#include "proxy.h"
+#include "session.h"
+#include "target.h"
+#include "tunnel.h"
+
+#define USER_AGENT	"bastion-stdio/" BASTION_STDIO_VERSION
+
+static volatile sig_atomic_t signalled;
+
+struct args {
+	const char	*config_file;	/* -F; NULL: the default files */
+	const char	*host;
+	const char	*port;
+	int		 verbosity;	/* -v count */
+	int		 quiet;
+};
+
+static void
+usage(void)
+{
+	fprintf(stderr,
+	    "usage: bastion-stdio [-qvV] [-F configfile] [-o Keyword=Value] "
+	    "HOST PORT\n");
+}
+
+static void
+version(void)
+{
+	fprintf(stderr, "bastion-stdio %s (libcurl %s, %s, libwebsockets "
+	    "%s, cJSON %s)\n", BASTION_STDIO_VERSION,
+	    curl_version_info(CURLVERSION_NOW)->version,
+	    OpenSSL_version(OPENSSL_VERSION), lws_get_library_version(),
+	    cJSON_Version());
+}
+
+/* Records the signal; the relay loop and libcurl's progress check act. */
+static void
+on_signal(int sig)
+{
+	signalled = sig;
+	tunnel_wake();
+}
+
+static void
+set_signals(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGPIPE, &sa, NULL);
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGHUP, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+}
+
+/* Options and operands; 0, -1 after -V, or EXIT_USAGE / EXIT_CONFIG. */
+static int
+parse_args(int argc, char **argv, struct args *a, struct options *o)
+{
+	int ch, r;
+
+	memset(a, 0, sizeof(*a));
+	while ((ch = getopt(argc, argv, "F:o:qvV")) != -1) {
+		switch (ch) {
+		case 'F':
+			a->config_file = optarg;
+			break;
+		case 'o':
+			if ((r = cfg_parse_option(o, optarg)) != 0)
+				return r;
+			break;
+		case 'q':
+			a->quiet = 1;
+			break;
+		case 'v':
+			a->verbosity++;
+			break;
+		case 'V':
+			version();
+			return -1;
+		default:
+			usage();
+			return EXIT_USAGE;
+		}
+	}
+	if (argc - optind != 2) {
+		usage();
+		return EXIT_USAGE;
+	}
+	a->host = argv[optind];
+	a->port = argv[optind + 1];
+	return 0;
+}
+
+/* Reads every source of settings and sets up logging from them. */
+static int
+load_config(const struct args *a, struct options *o)
+{
+	enum log_level level;
+	int r;
+
+	if (a->config_file == NULL)
+		r = cfg_read_default_files(o, a->host);
+	else if (strcmp(a->config_file, "none") == 0)
+		r = 0;
+	else
+		r = cfg_read_file(o, a->config_file, a->host);
+	if (r != 0 || (r = cfg_finish(o)) != 0)
+		return r;
+	level = (enum log_level)o->log_level;
+	if (a->quiet)
+		level = LOG_QUIET;
+	else if (a->verbosity > 0)
+		level = LOG_INFO + a->verbosity > LOG_DEBUG3 ? LOG_DEBUG3 :
+		    (enum log_level)(LOG_INFO + a->verbosity);
+	log_init(level);
+	if (o->log_file != NULL && log_open_file(o->log_file) == -1) {
+		error("cannot open LogFile %s: %s", o->log_file,
+		    strerror(errno));
+		return EXIT_CONFIG;
+	}
+	if (o->ca_file == NULL && getenv("SSL_CERT_FILE") != NULL &&
+	    *getenv("SSL_CERT_FILE") != '\0')
+		o->ca_file = xstrdup(getenv("SSL_CERT_FILE"));
+	if (o->ca_file != NULL && access(o->ca_file, R_OK) == -1) {
+		error("cannot read CAFile %s: %s", o->ca_file,
+		    strerror(errno));
+		return EXIT_CONFIG;
+	}
+	return 0;
+}
+
+/* The VM named HOST, in TargetSubscription and TargetResourceGroup. */
+static int
+vm_target(const char *host, const struct options *o,
+    const struct resource_id *bastion, struct target *tg)
+{
+	const char *sub = o->target_subscription != NULL ?
+	    o->target_subscription : bastion->subscription;
+	const char *rg = o->target_resource_group != NULL ?
+	    o->target_resource_group : bastion->resource_group;
+
+	if (!target_is_vm_name(host)) {
+		error("HOST \"%.100s\" is neither a VM name nor an IP address",
+		    host);
+		return EXIT_USAGE;
+	}
+	if (!target_is_subscription(sub)) {
+		error("TargetSubscription \"%.100s\" is not a subscription id",
+		    sub);
+		return EXIT_CONFIG;
+	}
+	if (!target_is_resource_group(rg)) {
+		error("TargetResourceGroup \"%.100s\" is not a resource group "
+		    "name", rg);
+		return EXIT_CONFIG;
+	}
+	tg->resource_id = xasprintf("/subscriptions/%s/resourceGroups/%s/"
+	    "providers/Microsoft.Compute/virtualMachines/%s", sub, rg, host);
+	return 0;
+}
+
+/*
+ * Decides what the Bastion is asked to reach: TargetResourceId if set,
+ * IP-connect for an address, else the VM named HOST.
+ */
+static int
+make_target(const struct args *a, const struct options *o,
+    const struct resource_id *bastion, struct target *tg)
+{
+	struct resource_id rid;
+
+	memset(tg, 0, sizeof(*tg));
+	if (target_parse_port(a->port, &tg->port) == -1) {
+		error("PORT \"%.20s\" is not a number from 1 to 65535",
+		    a->port);
+		return EXIT_USAGE;
+	}
+	if (o->target_resource_id != NULL) {
+		if (resource_id_parse(o->target_resource_id, &rid) == -1 ||
+		    !resource_id_is_vm(&rid)) {
+			resource_id_free(&rid);
+			error("TargetResourceId \"%.200s\" is not the id of a "
+			    "VM or of a scale-set instance",
+			    o->target_resource_id);
+			return EXIT_CONFIG;
+		}
+		resource_id_free(&rid);
+		tg->resource_id = xstrdup(o->target_resource_id);
+		return 0;
+	}
+	if (target_is_ip(a->host)) {
+		tg->ip = xstrdup(a->host);
+		tg->resource_id = xasprintf("/subscriptions/%s/resourceGroups/"
+		    "%s/providers/Microsoft.Network/bh-hostConnect/%s",
+		    bastion->subscription, bastion->resource_group, a->host);
+		return 0;
+	}
+	return vm_target(a->host, o, bastion, tg);
+}
+
+static long
+ms_since(const struct timespec *t0)
+{
+	struct timespec t1;
+
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return (t1.tv_sec - t0->tv_sec) * 1000 +
+	    (t1.tv_nsec - t0->tv_nsec) / 1000000;
+}
+
+/* Opens the WebSocket for an established session and relays. */
+static int
+relay(const struct options *o, const struct session *s,
+    struct tunnel_stats *st)
+{
+	struct tunnel_config tc;
+	struct proxy px;
+	char host[256], *url;
+	int r;
+
+	memset(&tc, 0, sizeof(tc));
+	url = xasprintf("https://%s", s->endpoint);
+	r = url_host(url, host, sizeof(host), &tc.port, 443);
+	free(url);
+	if (r == -1) {
+		error("cannot parse the Bastion's dnsName %s", s->endpoint);
+		return EXIT_PROTOCOL;
+	}
+	if ((r = proxy_find(host, &px)) != 0)
+		return r;
+	tc.host = host;
+	tc.path = session_ws_path(s);
+	tc.ca_file = o->ca_file;
+	tc.user_agent = USER_AGENT;
+	tc.proxy = &px;
+	tc.frame_size = (size_t)o->frame_size;
+	tc.connect_timeout = o->connect_timeout;
+	tc.signalled = &signalled;
+	r = tunnel_run(&tc, st);
+	explicit_bzero((char *)tc.path, strlen(tc.path));
+	free((char *)tc.path);
+	proxy_free(&px);
+	return r;
+}
+
+/*
+ * Every step after the settings.  The session, once created, is deleted
+ * whatever happens next.
+ */
+static int
+run(const struct args *a, const struct options *o)
+{
+	struct resource_id bastion_id;
+	struct target tg;
+	struct bastion b;
+	struct session s;
+	struct token tok;
+	struct http h;
+	struct tunnel_stats st;
+	struct timespec t0;
+	int r, r2;
+
+	memset(&b, 0, sizeof(b));
+	memset(&s, 0, sizeof(s));
+	memset(&tok, 0, sizeof(tok));
+	memset(&tg, 0, sizeof(tg));
+	if (o->bastion == NULL) {
+		error("no Bastion for %s: set Bastion to the Bastion's "
+		    "resource id in the configuration file or with -o", a->host);
+		return EXIT_CONFIG;
+	}
+	if (resource_id_parse(o->bastion, &bastion_id) == -1 ||
+	    !resource_id_is_bastion(&bastion_id)) {
+		error("Bastion \"%.200s\" is not the resource id of a Bastion "
+		    "host", o->bastion);
+		return EXIT_CONFIG;
+	}
+	if ((r = make_target(a, o, &bastion_id, &tg)) != 0 ||
+	    (r = http_init(&h, o->ca_file, USER_AGENT, o->connect_timeout)))
+		goto out;
+	h.interrupted = &signalled;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	if ((r = cred_get_arm_token(&h, o, &tok)) != 0)
+		goto out_http;
+	verbose("ARM token (%ld ms)", ms_since(&t0));
+	if ((r = arm_get_bastion(&h, o, &tok, &b)) != 0 ||
+	    (r = arm_check_bastion(&b, bastion_id.name, tg.ip != NULL)) != 0)
+		goto out_http;
+	verbose("Bastion %s at %s (%ld ms)", bastion_id.name, b.dns_name,
+	    ms_since(&t0));
+	if ((r = session_create(&h, b.dns_name, &tg, &tok, &s)) != 0)
+		goto out_http;
+	verbose("session for %s port %d (%ld ms)", tg.resource_id, tg.port,
+	    ms_since(&t0));
+	r = relay(o, &s, &st);
+	/* lws closed fds 0 and 1; keep new sockets from taking them */
+	sanitise_stdfd();
+	verbose("tunnel closed: %llu bytes up, %llu down (%ld ms)",
+	    (unsigned long long)st.bytes_up,
+	    (unsigned long long)st.bytes_down, ms_since(&t0));
+	h.interrupted = NULL;	/* a signal must not stop the clean-up */
+	r2 = session_delete(&h, &s);
+	if (r == 0 && !signalled)
+		r = r2;
+out_http:
+	http_cleanup(&h);
+out:
+	session_free(&s);
+	token_free(&tok);
+	arm_bastion_free(&b);
+	target_free(&tg);
+	resource_id_free(&bastion_id);
+	return r;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct options o;
+	struct args a;
+	int r;
+
+	sanitise_stdfd();
+	set_signals();
+	cfg_init(&o);
+	if ((r = parse_args(argc, argv, &a, &o)) == 0 &&
+	    (r = load_config(&a, &o)) == 0)
+		r = run(&a, &o);
+	cfg_free(&o);
+	if (r == -1)
+		return EXIT_OK;
+	if (signalled && (r == 0 || r == EXIT_NETWORK))
+		return signalled == SIGHUP ? EXIT_OK : 128 + signalled;
+	return r;
+}

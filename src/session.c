@@ -1,0 +1,211 @@
+/*
+ * The Bastion data plane's REST calls.  The request shapes follow the
+ * Azure CLI's bastion extension, which is what the service accepts: a
+ * form-encoded body, the ARM token as a field, no Authorization header,
+ * and no reconnect token (one process is one session).
+ */
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "misc.h"
+#include "session.h"
+
+/* The DELETE runs after the tunnel, when ssh may be waiting on us. */
+#define SESSION_DELETE_TIMEOUT	5
+
+static void
+free_secret(char **p)
+{
+	if (*p != NULL)
+		explicit_bzero(*p, strlen(*p));
+	free(*p);
+	*p = NULL;
+}
+
+void
+session_free(struct session *s)
+{
+	free(s->endpoint);
+	free_secret(&s->auth_token);
+	free_secret(&s->websocket_token);
+	free(s->node_id);
+	memset(s, 0, sizeof(*s));
+}
+
+static char *
+token_field(const cJSON *root, const char *name)
+{
+	const cJSON *item = cJSON_GetObjectItemCaseSensitive(root, name);
+
+	if (!cJSON_IsString(item) || *item->valuestring == '\0' ||
+	    str_has_ctrl(item->valuestring) ||
+	    strlen(item->valuestring) > 4096)
+		return NULL;
+	return xstrdup(item->valuestring);
+}
+
+/* 0, or -1 unless all of authToken, websocketToken and nodeId are there. */
+int
+session_parse(const char *body, struct session *s)
+{
+	cJSON *root = cJSON_Parse(body);
+
+	if (root == NULL)
+		return -1;
+	s->auth_token = token_field(root, "authToken");
+	s->websocket_token = token_field(root, "websocketToken");
+	s->node_id = token_field(root, "nodeId");
+	cJSON_Delete(root);
+	if (s->auth_token == NULL || s->websocket_token == NULL ||
+	    s->node_id == NULL) {
+		free_secret(&s->auth_token);
+		free_secret(&s->websocket_token);
+		free(s->node_id);
+		s->node_id = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * The Bastion's errors are JSON with a "message", but HTML and empty
+ * bodies happen; show the message, or the body's first line.
+ */
+void
+session_describe_error(const char *body, char *out, size_t size)
+{
+	cJSON *root = cJSON_Parse(body);
+	const cJSON *msg = cJSON_GetObjectItemCaseSensitive(root, "message");
+	size_t n;
+
+	if (cJSON_IsString(msg) && *msg->valuestring != '\0')
+		snprintf(out, size, "%.300s", msg->valuestring);
+	else if (root == NULL && *body != '\0' && *body != '<') {
+		n = strcspn(body, "\r\n");
+		snprintf(out, size, "%.*s", (int)(n < 200 ? n : 200), body);
+	} else
+		snprintf(out, size, "no error message");
+	cJSON_Delete(root);
+}
+
+/* The form of POST /api/tokens. */
+static void
+token_form(struct buf *form, const struct target *tg, const struct token *t)
+{
+	char port[8];
+
+	snprintf(port, sizeof(port), "%d", tg->port);
+	form_add(form, "resourceId", tg->resource_id);
+	form_add(form, "protocol", "tcptunnel");
+	form_add(form, "workloadHostPort", port);
+	form_add(form, "aztoken", t->access_token);
+	if (tg->ip != NULL)
+		form_add(form, "hostname", tg->ip);
+}
+
+/*
+ * Asks the Bastion at endpoint for a session to the target.  Only 200
+ * with all three tokens is success.  Returns 0, or an exit status after
+ * reporting the Bastion's own message.
+ */
+int
+session_create(struct http *h, const char *endpoint,
+    const struct target *tg, const struct token *t, struct session *s)
+{
+	struct http_request rq = { .method = "POST" };
+	struct http_response rs;
+	struct buf form;
+	char why[512];
+	int r;
+
+	memset(s, 0, sizeof(*s));
+	buf_init(&form, 2048);
+	token_form(&form, tg, t);
+	rq.body = buf_str(&form);
+	rq.url = rq.what = xasprintf("https://%s/api/tokens", endpoint);
+	r = http_do(h, &rq, &rs);
+	explicit_bzero(form.data, form.cap);
+	buf_free(&form);
+	free((char *)rq.url);
+	if (r == 0 && rs.status != 200) {
+		session_describe_error(buf_str(&rs.body), why, sizeof(why));
+		error("Bastion %s refused a session for %s port %d: %ld %s",
+		    endpoint, tg->ip != NULL ? tg->ip : tg->resource_id,
+		    tg->port, rs.status, why);
+		r = rs.status == 401 ? EXIT_CREDENTIAL : EXIT_REFUSED;
+	} else if (r == 0 && session_parse(buf_str(&rs.body), s) == -1) {
+		error("Bastion %s answered 200 without authToken, "
+		    "websocketToken and nodeId", endpoint);
+		r = EXIT_PROTOCOL;
+	}
+	if (r == 0)
+		s->endpoint = xstrdup(endpoint);
+	http_response_free(&rs);
+	return r;
+}
+
+/*
+ * Ends the session on the Bastion, so that it does not linger until the
+ * Bastion's idle timeout.  404 means it is gone already.
+ */
+int
+session_delete(struct http *h, struct session *s)
+{
+	struct http_request rq = { .method = "DELETE" };
+	struct http_response rs;
+	struct buf url;
+	const char *headers[2];
+	char *what;
+	int r;
+
+	buf_init(&url, 256);
+	buf_puts(&url, "https://");
+	buf_puts(&url, s->endpoint);
+	buf_puts(&url, "/api/tokens/");
+	url_encode(&url, s->auth_token);
+	what = xasprintf("https://%s/api/tokens/<authToken>", s->endpoint);
+	headers[0] = xasprintf("X-Node-Id: %s", s->node_id);
+	headers[1] = NULL;
+	rq.url = buf_str(&url);
+	rq.what = what;
+	rq.headers = headers;
+	rq.timeout = SESSION_DELETE_TIMEOUT;
+	r = http_do(h, &rq, &rs);
+	if (r == 0 && rs.status != 200 && rs.status != 204 &&
+	    rs.status != 404) {
+		error("cannot end the Bastion session: DELETE answered %ld; "
+		    "it stays until the Bastion's idle timeout", rs.status);
+		r = EXIT_REFUSED;
+	}
+	http_response_free(&rs);
+	explicit_bzero(url.data, url.cap);
+	buf_free(&url);
+	free((char *)headers[0]);
+	free(what);
+	return r;
+}
+
+/*
+ * The WebSocket path.  The node id is a query parameter here although it
+ * is a header on the REST calls; both are encoded, as several working
+ * clients do, in case a token ever holds a reserved character.
+ */
+char *
+session_ws_path(const struct session *s)
+{
+	struct buf path;
+	char *p;
+
+	buf_init(&path, 256);
+	buf_puts(&path, "/webtunnelv2/");
+	url_encode(&path, s->websocket_token);
+	buf_puts(&path, "?X-Node-Id=");
+	url_encode(&path, s->node_id);
+	p = xstrdup(buf_str(&path));
+	explicit_bzero(path.data, path.cap);
+	buf_free(&path);
+	return p;
+}

@@ -1,0 +1,29 @@
+/*
+ * A Bastion session: the tokens from POST /api/tokens that open the
+ * WebSocket, and the DELETE that ends the session on the Bastion.
+ */
+#ifndef SESSION_H
+#define SESSION_H
+
+#include "entra.h"
+#include "http.h"
+#include "target.h"
+
+/* authToken and websocketToken are secrets and are never logged. */
+struct session {
+	char	*endpoint;	/* data-plane host[:port] */
+	char	*auth_token;
+	char	*websocket_token;
+	char	*node_id;
+};
+
+int	session_parse(const char *body, struct session *s);
+void	session_describe_error(const char *body, char *out, size_t size);
+int	session_create(struct http *h, const char *endpoint,
+	    const struct target *tg, const struct token *t,
+	    struct session *s);
+int	session_delete(struct http *h, struct session *s);
+char	*session_ws_path(const struct session *s);
+void	session_free(struct session *s);
+
+#endif
