@@ -149,6 +149,10 @@ split_line(char *line, char **keyword, char **value)
 {
 	char *p, *end;
 
+	end = line + strlen(line);
+	while (end > line && (end[-1] == ' ' || end[-1] == '\t' ||
+	    end[-1] == '\r' || end[-1] == '\n'))
+		*--end = '\0';
 	line += strspn(line, " \t");
 	*keyword = line;
 	line += strcspn(line, " \t=");
@@ -158,9 +162,6 @@ split_line(char *line, char **keyword, char **value)
 	*line = '\0';
 	p += strspn(p, " \t");
 	end = p + strlen(p);
-	while (end > p && (end[-1] == ' ' || end[-1] == '\t' ||
-	    end[-1] == '\r' || end[-1] == '\n'))
-		*--end = '\0';
 	if (*p == '"') {
 		if (end - p < 2 || end[-1] != '"')
 			return -1;
