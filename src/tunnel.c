@@ -301,9 +301,11 @@ on_ws_closed(struct tunnel *t)
 {
 	t->ws = NULL;
 	t->ws_gone = true;
-	if (t->close_sent || t->peer_close == LWS_CLOSE_STATUS_NORMAL ||
+	if (t->close_sent)
+		debug("tunnel closed by us");
+	else if (t->peer_close == LWS_CLOSE_STATUS_NORMAL ||
 	    t->peer_close == LWS_CLOSE_STATUS_GOINGAWAY)
-		debug("tunnel closed (code %d)", t->peer_close);
+		debug("Bastion closed the tunnel (code %d)", t->peer_close);
 	else if (t->peer_close >= 0) {
 		error("Bastion closed the tunnel with code %d",
 		    t->peer_close);

@@ -1,0 +1,204 @@
+# Shared by the end-to-end tests and the demo: a private world on loopback
+# made of the Azure emulator (Entra ID, ARM, Bastion; TLS from a test CA
+# made here), an sshd, and ssh client settings that use bastion-stdio as
+# their ProxyCommand.  Nothing here talks to anything but 127.0.0.1.
+#
+# Use: . tests/lib/common.sh; world_start; ...; world_stop
+
+TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+BIN=${BASTION_STDIO:-$TOP/bastion-stdio}
+PY=/usr/bin/python3
+SUB=00000000-0000-0000-0000-0000000000aa
+RG=rg-test
+BASTION_ID=/subscriptions/$SUB/resourceGroups/$RG/providers/Microsoft.Network/bastionHosts/bh-test
+TENANT=11111111-2222-3333-4444-555555555555
+CLIENT=aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee
+SECRET=test-secret-$RANDOM$RANDOM
+VM=vm1
+
+# Polls a command for up to $1 tenths of a second.
+wait_for() {
+	local n=$1
+	shift
+	while ! "$@" 2>/dev/null; do
+		n=$((n - 1))
+		[ "$n" -gt 0 ] || return 1
+		sleep 0.1
+	done
+}
+
+free_port() {
+	$PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+emu_config() {
+	cat <<JSON
+{"tenants": {"$TENANT": {"clients": {"$CLIENT": {"secret": "$SECRET"}}}},
+ "bastions": {"$BASTION_ID": {"sku": "Standard", "enableTunneling": true,
+                              "enableIpConnect": true}},
+ "vms": {"/subscriptions/$SUB/resourceGroups/$RG/providers/Microsoft.Compute/virtualMachines/$VM": {"ip": "127.0.0.1"},
+         "/subscriptions/$SUB/resourceGroups/rg-other/providers/Microsoft.Compute/virtualMachines/vm2": {"ip": "127.0.0.1"}},
+ "ip_map": {"10.0.0.4": "127.0.0.1"}}
+JSON
+}
+
+emu_start() {
+	sh "$TOP/tests/lib/mkca.sh" "$W/pki" >/dev/null
+	emu_config >"$W/emu.json"
+	$PY "$TOP/tests/emulator/azure_emu.py" --cert "$W/pki/server.pem" \
+	    --key "$W/pki/server.key" --config "$W/emu.json" \
+	    --port-file "$W/emu.port" --fixtures "$FIXTURES" \
+	    ${EMU_VERBOSE:+--verbose} 2>"$W/emu.log" &
+	EMU_PID=$!
+	wait_for 100 test -s "$W/emu.port" || { cat "$W/emu.log"; return 1; }
+	EMU_PORT=$(cat "$W/emu.port")
+	EMU=https://localhost:$EMU_PORT
+}
+
+# Test-control requests to the emulator.
+emu() {
+	local method=$1 path=$2
+	shift 2
+	curl -sS --cacert "$W/pki/ca.pem" -X "$method" "$EMU$path" "$@"
+}
+
+emu_faults() { emu POST /_emu/faults -H 'Content-Type: application/json' -d "$1" >/dev/null; }
+emu_reset() { emu POST /_emu/reset >/dev/null; }
+emu_active_sessions() {
+	emu GET /_emu/sessions | $PY -c 'import json,sys; print(len(json.load(sys.stdin)["active"]))'
+}
+
+sshd_start() {
+	mkdir -p "$W/ssh" /run/sshd
+	chmod 700 "$W/ssh"
+	ssh-keygen -q -t ed25519 -N '' -f "$W/ssh/host_key"
+	ssh-keygen -q -t ed25519 -N '' -f "$W/ssh/id"
+	cp "$W/ssh/id.pub" "$W/ssh/authorized_keys"
+	SSHD_PORT=$(free_port)
+	cat >"$W/ssh/sshd_config" <<CONF
+Port $SSHD_PORT
+ListenAddress 127.0.0.1
+HostKey $W/ssh/host_key
+AuthorizedKeysFile $W/ssh/authorized_keys
+PidFile $W/ssh/sshd.pid
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+Subsystem sftp internal-sftp
+CONF
+	/usr/sbin/sshd -f "$W/ssh/sshd_config" -E "$W/ssh/sshd.log"
+	wait_for 50 test -s "$W/ssh/sshd.pid"
+	SSHD_PID=$(cat "$W/ssh/sshd.pid")
+}
+
+# The bastion-stdio configuration and the ssh client configuration.
+client_config() {
+	cat >"$W/bastion.conf" <<CONF
+# bastion-stdio settings for the emulated Azure
+Host *
+	Bastion $BASTION_ID
+	ArmEndpoint $EMU
+	AuthorityHost $EMU
+	CAFile $W/pki/ca.pem
+	ConnectTimeout 10
+CONF
+	cat >"$W/ssh_config" <<CONF
+Host *
+	ProxyCommand $BIN -F $W/bastion.conf %h %p
+	Port $SSHD_PORT
+	User $(id -un)
+	IdentityFile $W/ssh/id
+	IdentitiesOnly yes
+	UserKnownHostsFile $W/ssh/known_hosts
+	StrictHostKeyChecking accept-new
+	BatchMode yes
+	LogLevel ERROR
+CONF
+}
+
+world_start() {
+	W=$(mktemp -d /tmp/bastion-stdio-test.XXXXXX)
+	export FIXTURES=${FIXTURES:-$(cd "$TOP/../shared/fixtures/azure-rest-api-specs" 2>/dev/null && pwd)}
+	export AZURE_TENANT_ID=$TENANT AZURE_CLIENT_ID=$CLIENT
+	export AZURE_CLIENT_SECRET=$SECRET
+	unset https_proxy HTTPS_PROXY all_proxy ALL_PROXY http_proxy
+	emu_start && sshd_start && client_config
+}
+
+world_stop() {
+	[ -n "${SSHD_PID:-}" ] && kill "$SSHD_PID" 2>/dev/null
+	[ -n "${EMU_PID:-}" ] && kill "$EMU_PID" 2>/dev/null
+	wait 2>/dev/null
+	[ -n "${KEEP:-}" ] || rm -rf "$W"
+}
+
+# The world's variables, for test scripts run in their own shells.
+world_save() {
+	local v
+	for v in W EMU EMU_PORT EMU_PID SSHD_PORT SSHD_PID FIXTURES SECRET; do
+		printf '%s=%q\n' "$v" "${!v}"
+	done >"$W/world.env"
+}
+
+world_load() {
+	. "$WORLD_ENV"
+	export FIXTURES AZURE_TENANT_ID=$TENANT AZURE_CLIENT_ID=$CLIENT
+	export AZURE_CLIENT_SECRET=$SECRET
+}
+
+# Assertions for the end-to-end scripts: each failure prints a "#" line
+# and marks the script failed; the runner prints one result per script.
+FAILED=0
+fail() {
+	echo "#   $*"
+	FAILED=1
+}
+
+expect_eq() {
+	[ "$1" = "$2" ] || fail "${3:-value}: expected '$2', got '$1'"
+}
+
+expect_match() {
+	grep -qE -- "$2" "$1" || fail "${3:-$1}: no line matches '$2' in: $(head -c 600 "$1")"
+}
+
+expect_no_match() {
+	! grep -qE -- "$2" "$1" || fail "${3:-$1}: unexpected '$2' in: $(grep -E -- "$2" "$1" | head -c 600)"
+}
+
+expect_empty() {
+	[ ! -s "$1" ] || fail "${2:-$1} is not empty: $(head -c 600 "$1")"
+}
+
+# Waits until the emulator has no session left (the DELETE may still be
+# on its way when the client returns).
+expect_no_sessions() {
+	wait_for 30 test "$(emu_active_sessions)" = 0 ||
+	    fail "sessions left on the Bastion: $(emu GET /_emu/sessions)"
+}
+
+# Runs bastion-stdio with the test settings; stdout and stderr go to
+# $T/out and $T/err, the status to $RC.
+run_bs() {
+	"$BIN" -F "$W/bastion.conf" "$@" >"$T/out" 2>"$T/err"
+	RC=$?
+}
+
+# Starts a TCP target on loopback; sets TARGET_PORT and TARGET_PID.
+target_start() {
+	rm -f "$T/target.port"
+	$PY "$TOP/tests/lib/tcp_target.py" "$T/target.port" "$@" &
+	TARGET_PID=$!
+	wait_for 50 test -s "$T/target.port"
+	TARGET_PORT=$(cat "$T/target.port")
+}
+
+target_stop() {
+	kill "$TARGET_PID" 2>/dev/null
+	wait "$TARGET_PID" 2>/dev/null
+}
+
+# Milliseconds since the epoch, for bounds on how long things take.
+now_ms() { date +%s%3N; }

@@ -1,0 +1,77 @@
+#!/usr/bin/python3
+"""A loopback TCP target for the relay tests, in place of a VM's service.
+
+  tcp_target.py PORTFILE send N [hold]  send N deterministic bytes to each
+                                        client, then close (or, with hold,
+                                        keep the connection open)
+  tcp_target.py PORTFILE sink OUTFILE   read to EOF, then write
+                                        "<bytes> <sha256>" to OUTFILE
+  tcp_target.py PORTFILE echo           echo everything back
+  tcp_target.py - pattern N             print the bytes "send N" sends
+
+The chosen port is written to PORTFILE once listening.  One connection at
+a time is enough for these tests.
+"""
+import hashlib
+import os
+import socket
+import sys
+import threading
+
+
+def pattern(n):
+    """The same n bytes every time, so that the sender's hash is known."""
+    block = hashlib.sha256(b"bastion-stdio").digest() * 2048  # 64 KiB
+    out = bytearray()
+    while len(out) < n:
+        out += block[: n - len(out)]
+    return bytes(out)
+
+
+def serve(conn, mode, args):
+    with conn:
+        if mode == "send":
+            conn.sendall(pattern(int(args[0])))
+            if len(args) > 1 and args[1] == "hold":
+                while conn.recv(65536):
+                    pass
+        elif mode == "sink":
+            h, total = hashlib.sha256(), 0
+            while True:
+                data = conn.recv(1 << 16)
+                if not data:
+                    break
+                h.update(data)
+                total += len(data)
+            tmp = args[0] + ".tmp"
+            with open(tmp, "w") as f:
+                f.write("%d %s\n" % (total, h.hexdigest()))
+            os.rename(tmp, args[0])
+        elif mode == "echo":
+            while True:
+                data = conn.recv(1 << 16)
+                if not data:
+                    break
+                conn.sendall(data)
+
+
+def main():
+    portfile, mode, args = sys.argv[1], sys.argv[2], sys.argv[3:]
+    if mode == "pattern":
+        sys.stdout.buffer.write(pattern(int(args[0])))
+        return
+    lsock = socket.socket()
+    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(8)
+    with open(portfile + ".tmp", "w") as f:
+        f.write(str(lsock.getsockname()[1]))
+    os.rename(portfile + ".tmp", portfile)
+    while True:
+        conn, _ = lsock.accept()
+        threading.Thread(target=serve, args=(conn, mode, args),
+                         daemon=True).start()
+
+
+if __name__ == "__main__":
+    main()
