@@ -35,23 +35,26 @@ case-insensitively, as ARM does):
   {
    "tenants": {"<tenant>": {"clients": {"<client-id>": {"secret": "..."}}}},
    "bastions": {
-     "/subscriptions/<s>/resourceGroups/<rg>/providers/Microsoft.Network/bastionHosts/<name>": {
-       "sku": "Standard",          # Basic|Standard|Premium|Developer|...; default Standard
-       "enableTunneling": true,    # default true (may be null: shown as null)
+     "<bastion id: /subscriptions/<s>/resourceGroups/<rg>/providers/
+       Microsoft.Network/bastionHosts/<name>>": {
+       "sku": "Standard",          # Basic|Standard|Premium|Developer|...
+                                   #   default Standard
+       "enableTunneling": true,    # default true (null is shown as null)
        "enableIpConnect": false,   # default false
        "dnsName": null,            # null = "localhost:<port>"
-       "dataPod": null,            # Developer: host returned by /api/connection;
+       "dataPod": null,            # Developer: /api/connection's answer;
                                    #   null = "<listen address>:<port>"
        "absent": ["enableTunneling"],  # keys removed from the ARM body
                                        #   ("sku" or properties.* names)
        "extra_properties": {}      # merged into ARM "properties" as is
      }},
    "vms": {
-     "/subscriptions/<s>/resourceGroups/<rg>/providers/Microsoft.Compute/virtualMachines/<vm>": {
+     "<VM id: /subscriptions/<s>/resourceGroups/<rg>/providers/
+       Microsoft.Compute/virtualMachines/<vm>, or a VMSS instance id
+       .../virtualMachineScaleSets/<ss>/virtualMachines/<n>>": {
        "ip": "127.0.0.1",          # must be loopback: the relay target
        "ports": [22, 2222],        # optional allow-list of workloadHostPort
        "port_map": {"22": 2222}}}, # optional workloadHostPort -> local port
-     # VMSS instances use their full .../virtualMachineScaleSets/<ss>/virtualMachines/<n> id
    "ip_map": {"10.0.0.4": "127.0.0.1"},  # IP connect: target IP -> loopback
    "port_map": {"22": 2222},             # fallback for every target
    "token_lifetime_s": 3599,             # Entra access token lifetime
@@ -61,6 +64,30 @@ case-insensitively, as ARM does):
 Which bastion a data-plane request belongs to: the one whose dnsName equals
 the Host header, else a Developer bastion whose dataPod equals it, else the
 first bastion in the config (all bastions may share "localhost:<port>").
+
+Answers the public sources leave open (PROTOCOL.md section 15) are our
+choice; the wording of these messages is ours too:
+  POST /api/tokens, checked in this order: status/delay faults; an
+    Authorization header, a non-form Content-Type or a JSON body -> 500
+    {"message": "Unexpected internal error"}; a missing resourceId,
+    protocol, workloadHostPort or aztoken -> the same 500; aztoken not
+    issued here or expired -> 401 "Access denied"; protocol other than
+    tcptunnel -> 400; bad port -> 400; SKU Basic, or tunneling not true
+    on a non-Developer bastion -> 400 "Tunneling is disabled";
+    bh-hostConnect without a hostname equal to its IP -> 404 "Invalid IP
+    address for connection."; IP connect off (or Developer SKU) -> 403 "IP
+    based connection is not enabled"; a resourceId that is no VM, VMSS VM or
+    bh-hostConnect id -> 500; unknown VM -> 404; port not in "ports" -> 403.
+    "token" and X-Node-Id on the POST are accepted and ignored.
+  DELETE /api/tokens: unknown -> 404 "Session already deleted"; wrong
+    X-Node-Id -> 400; an open WebSocket of that session keeps running.
+  WebSocket: unknown or used token, wrong X-Node-Id, the path of the other
+    SKU or the old /webtunnel/ path -> 404 before the upgrade; target
+    unreachable -> 101 then close 1011; target EOF -> remaining data, then
+    close 1000; client frame with RSV bits, unmasked, FIN=0, continuation
+    or unknown opcode -> close 1002; payload > max_client_frame -> 1009.
+  ARM: no, unknown or expired Bearer token -> 401 InvalidAuthenticationToken
+    (the message says which).
 
 Faults (config "faults", POST /_emu/faults merges a JSON object into the
 current set, a null value removes a key, unknown keys are refused with 400):
@@ -93,7 +120,8 @@ current set, a null value removes a key, unknown keys are refused with 400):
                     directions (no pongs either) until it is cleared.
   max_client_frame  largest client frame payload accepted (default 8192);
                     bigger -> close 1009.
-Relay faults are read live, so they also act on open sessions.
+Relay faults are read live, so they also act on open sessions (except
+close_after_s, whose timer starts at the upgrade).
 
 Test endpoints (plain JSON, no auth, never logged in /_emu/requests):
 
@@ -105,7 +133,9 @@ Test endpoints (plain JSON, no auth, never logged in /_emu/requests):
                         path (tokens as "<token>"), headers (Authorization
                         "<redacted>"), form (field names), form_values
                         (secrets "<redacted>"), json_keys, role, status.
-  GET  /_emu/counters   requests per role, TCP connections, TLS failures.
+  GET  /_emu/counters   requests per role, TCP connections, TLS handshake
+                        failures, internal_errors (emulator bugs: tests
+                        should expect 0).
   GET  /_emu/faults     current faults;  POST /_emu/faults  merge.
   GET  /_emu/config     current config;  POST /_emu/config  replace the
                         given top-level keys (not "faults").
@@ -363,15 +393,13 @@ class Request:
 
 
 class Response:
-    __slots__ = ("status", "body", "ctype", "headers", "close")
+    __slots__ = ("status", "body", "ctype", "headers")
 
-    def __init__(self, status, body=b"", ctype=None, headers=None,
-                 close=False):
+    def __init__(self, status, body=b"", ctype=None, headers=None):
         self.status = status
         self.body = body
         self.ctype = ctype
         self.headers = list(headers or [])
-        self.close = close
 
 
 def json_resp(status, obj, headers=None):
@@ -458,7 +486,7 @@ class Session:
     """One Bastion session: a POST /api/tokens answer and its WebSocket."""
 
     def __init__(self, resource_id, bastion, developer, target, port,
-                 hostname):
+                 req_port, hostname):
         self.auth = secrets.token_urlsafe(48)
         self.node = secrets.token_hex(16).upper()
         self.ws_token = secrets.token_urlsafe(64)
@@ -467,7 +495,7 @@ class Session:
         self.developer = developer
         self.target = target          # loopback IP (or an unmapped IP)
         self.port = port              # local port after port_map
-        self.req_port = None          # workloadHostPort as sent
+        self.req_port = req_port      # workloadHostPort as sent
         self.hostname = hostname
         self.state = "issued"
         self.close_code = None
@@ -644,15 +672,14 @@ def fault_response(role, fault):
     if not isinstance(body, str):
         body = json.dumps(body)
     ctype = fault.get("content_type") or guess_ctype(body)
-    resp = Response(status, body.encode(), ctype,
+    return Response(status, body.encode(), ctype,
                     list(fault.get("headers", {}).items()))
-    return resp
 
 
 def default_error_body(role, status):
     text = f"emulated failure {status}"
     if role == "entra":
-        return entra_error_obj("temporarily_unavailable", 50033, text, "-")
+        return entra_error_obj("temporarily_unavailable", 50033, text)
     if role == "arm":
         return {"error": {"code": "InternalServerError", "message": text}}
     return {"message": text}
@@ -692,11 +719,11 @@ def make_access_token(tenant, client, scope, lifetime):
     return ".".join(parts)
 
 
-def entra_error_obj(error, code, text, client_request_id):
+def entra_error_obj(error, code, text, client_request_id=None):
     stamp = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime())
-    trace, corr = str(uuid.uuid4()), str(uuid.uuid4())
-    if client_request_id != "-":
-        corr = client_request_id
+    trace = str(uuid.uuid4())
+    # Entra echoes the client's client-request-id as the correlation id.
+    corr = client_request_id or str(uuid.uuid4())
     desc = (f"AADSTS{code}: {text} Trace ID: {trace} Correlation ID: "
             f"{corr} Timestamp: {stamp}")
     return {"error": error, "error_description": desc, "error_codes": [code],
@@ -704,8 +731,7 @@ def entra_error_obj(error, code, text, client_request_id):
 
 
 def entra_error(req, status, error, code, text):
-    obj = entra_error_obj(error, code, text,
-                          req.header("client-request-id", "-"))
+    obj = entra_error_obj(error, code, text, req.header("client-request-id"))
     return json_resp(status, obj, [("x-ms-request-id", obj["trace_id"]),
                                    ("Cache-Control", "no-store, no-cache")])
 
@@ -831,16 +857,12 @@ async def handle_arm(emu, req, segs):
                          "The api-version query parameter (?api-version=)"
                          " is required for all requests.")
     kind, rid = arm_resource(segs)
-    if kind == "bastion":
-        cid, conf = ci_get(emu.cfg.get("bastions", {}), rid)
-        body = conf is not None and bastion_body(emu, cid, conf)
-    elif kind in ("vm", "vmss_vm"):
-        cid, conf = ci_get(emu.cfg.get("vms", {}), rid)
-        body = conf is not None and vm_body(emu, kind, cid)
-    else:
-        body = None
-    if not body:
+    table = {"bastion": "bastions", "vm": "vms", "vmss_vm": "vms"}.get(kind)
+    cid, conf = ci_get(emu.cfg.get(table, {}), rid or "")
+    if conf is None:
         return arm_not_found(kind, segs)
+    body = (bastion_body(emu, cid, conf) if kind == "bastion"
+            else vm_body(emu, kind, cid))
     return json_resp(200, body, [("x-ms-request-id", str(uuid.uuid4()))])
 
 
@@ -895,7 +917,7 @@ def bastion_error(status, message):
     return json_resp(status, {"message": message})
 
 
-def internal_error():
+def unexpected_error():
     # The live service's answer to anything it cannot parse (PROTOCOL 4.1).
     return bastion_error(500, "Unexpected internal error")
 
@@ -908,17 +930,17 @@ async def handle_tokens_post(emu, req):
         return fault
     # JSON bodies and an Authorization header both give 500 live (Q9).
     if req.has_header("authorization"):
-        return internal_error()
+        return unexpected_error()
     if media_type(req) != "application/x-www-form-urlencoded":
-        return internal_error()
+        return unexpected_error()
     fields = parse_form(req.body)
     if fields is None or req.body.lstrip().startswith(b"{"):
-        return internal_error()
+        return unexpected_error()
     form = dict(fields)
     for name in ("resourceId", "protocol", "workloadHostPort", "aztoken"):
         if not form.get(name):
             # Unknown live; the service fails opaquely on bad input.
-            return internal_error()
+            return unexpected_error()
     if emu.token_state(form["aztoken"]) != "valid":
         return bastion_error(401, "Access denied")
     if form["protocol"] != "tcptunnel":
@@ -932,7 +954,7 @@ async def handle_tokens_post(emu, req):
 def new_session(emu, req, form, port):
     bid, bconf = emu.bastion_for_host(req.header("host"))
     if bid is None:
-        return internal_error()
+        return unexpected_error()
     dev = is_developer(bconf)
     sku = str(bconf.get("sku", "Standard")).lower()
     if sku == "basic" or (not dev and bconf.get("enableTunneling",
@@ -942,9 +964,9 @@ def new_session(emu, req, form, port):
     target = resolve_target(emu, bconf, dev, rid, form, port)
     if isinstance(target, Response):
         return target
-    host, local_port, vm_conf = target
-    sess = Session(rid, bid, dev, host, local_port, form.get("hostname"))
-    sess.req_port = port
+    host, local_port = target
+    sess = Session(rid, bid, dev, host, local_port, port,
+                   form.get("hostname"))
     emu.sessions[sess.auth] = sess
     emu.ws_index[sess.ws_token] = sess
     emu.created += 1
@@ -955,19 +977,20 @@ def new_session(emu, req, form, port):
 
 
 def resolve_target(emu, bconf, dev, rid, form, port):
-    """(ip, local port, vm conf) for a resourceId, or an error Response."""
+    """(ip, local port) for a resourceId, or an error Response."""
     m = HOSTCONNECT_RE.match(rid)
     if m:
         ip = norm_ip(urllib.parse.unquote(m.group(1)))
-        if not form.get("hostname") or norm_ip(form["hostname"]) != ip:
+        if ip is None or norm_ip(form.get("hostname", "")) != ip:
             return bastion_error(404, "Invalid IP address for connection.")
         if dev or not bconf.get("enableIpConnect", False):
             # Live status is 403 (AGB PR #9149); the wording is ours.
             return bastion_error(403, "IP based connection is not enabled")
-        ip = emu.cfg.get("ip_map", {}).get(ip, ip)
-        return ip, map_port(emu, {}, port), None
+        ip_map = {norm_ip(k): v for k, v in emu.cfg.get("ip_map", {}).items()}
+        ip = ip_map.get(ip, ip)
+        return ip, map_port(emu, {}, port)
     if not (VM_RE.match(rid) or VMSS_RE.match(rid)):
-        return internal_error()
+        return unexpected_error()
     _, vm = ci_get(emu.cfg.get("vms", {}), rid)
     if vm is None:
         # Wording is ours; the live text is not public.
@@ -975,7 +998,7 @@ def resolve_target(emu, bconf, dev, rid, form, port):
     if "ports" in vm and port not in vm["ports"]:
         return bastion_error(403, f"Port {port} is not allowed for this"
                              " target")
-    return vm["ip"], map_port(emu, vm, port), vm
+    return vm["ip"], map_port(emu, vm, port)
 
 
 def map_port(emu, vm, port):
@@ -1082,30 +1105,12 @@ def frame(opcode, payload, fin=True, rsv1=False):
     return frame_header(opcode, len(payload), fin, rsv1) + payload
 
 
-_REPUNITS = {}
-
-
-def repunit(words):
-    """0x...000000010000000100000001: multiplying a 32-bit mask by it
-    repeats the mask over `words` words (cached: frame sizes repeat)."""
-    m = _REPUNITS.get(words)
-    if m is None:
-        m = int.from_bytes(b"\x01\0\0\0" * words, "little")
-        if len(_REPUNITS) < 1024:
-            _REPUNITS[words] = m
-    return m
-
-
 def unmask(payload, key):
-    """XOR with the 4-byte mask as big-integer arithmetic: a few linear
+    """XOR with the 4-byte mask as one big-integer operation: a few linear
     passes in C instead of a Python loop per byte."""
     n = len(payload)
-    if not n:
-        return b""
-    keys = int.from_bytes(key, "little") * repunit((n + 3) // 4)
-    x = int.from_bytes(payload, "little") ^ keys
-    if n % 4:
-        x &= (1 << (8 * n)) - 1
+    keys = (bytes(key) * (n // 4 + 1))[:n]
+    x = int.from_bytes(payload, "little") ^ int.from_bytes(keys, "little")
     return x.to_bytes(n, "little")
 
 
@@ -1252,10 +1257,9 @@ class Relay:
             if await self.connect_target():
                 await self.relay()
             else:
+                # Live behaviour unknown; a WS close is the natural signal.
                 await self.send_close(1011, "target unreachable")
                 await self.wait_client_close()
-        except asyncio.CancelledError:
-            pass
         finally:
             self.finish()
 
@@ -1284,12 +1288,14 @@ class Relay:
         self.sess.note_close(1006, "abnormal")
         self.sess.state = "closed"
         self.emu.relays.discard(self)
+        log(f"relay end: close {self.sess.close_code} by {self.sess.close_by},"
+            f" {self.sess.bytes_up} bytes up, {self.sess.bytes_down} down")
 
     async def client_to_target(self):
         try:
             await self.client_loop()
-        except OSError:
-            pass                      # client connection broken
+        except OSError as e:
+            log(f"relay: client connection broken: {e!r}")
         except OverflowError:
             await self.send_close(1009, "frame too big")
 
@@ -1361,8 +1367,8 @@ class Relay:
                 await self.fault_close()
                 return
             await self.target_loop()
-        except OSError:
-            pass                      # client connection broken
+        except OSError as e:
+            log(f"relay: client connection broken: {e!r}")
 
     async def target_loop(self):
         split_buf = bytearray()
@@ -1512,7 +1518,6 @@ async def handle_ws(emu, req, reader, writer, kind, token):
     emu.counters["ws"] += 1
     await emu.fault_delay("ws")
     sess = find_ws_session(emu, req, kind, token)
-    resp = None
     if sess is None:
         resp = bastion_error(404, "Not found")
     else:
@@ -1622,7 +1627,7 @@ async def serve_requests(emu, reader, writer, conn):
             resp = await dispatch(emu, req, role, arg)
             emu.record(req, role, resp.status,
                        redact_last=role == "tokens_delete")
-        keep = req.keep_alive() and not resp.close
+        keep = req.keep_alive()
         writer.write(response_bytes(resp, keep))
         await writer.drain()
         if not keep:
@@ -1654,7 +1659,12 @@ async def close_writer(writer):
     try:
         writer.close()
         await asyncio.wait_for(writer.wait_closed(), 1.0)
-    except (OSError, asyncio.TimeoutError):
+    except OSError:
+        pass                          # already broken: nothing to flush
+    except asyncio.TimeoutError:
+        # A peer that never completes the TLS shutdown. Only here: after a
+        # second close() (or a lost connection) 3.11's SSL transport raises
+        # AttributeError from abort().
         writer.transport.abort()
 
 
@@ -1684,15 +1694,15 @@ def write_port_file(path, port):
 
 async def serve(args, emu):
     tls = None if args.no_tls else make_tls(args.cert, args.key)
-    conns = set()
+    conns = {}                        # connection task -> its writer
 
     async def on_conn(reader, writer):
         task = asyncio.current_task()
-        conns.add(task)
+        conns[task] = writer
         try:
             await handle_conn(emu, tls, reader, writer)
         finally:
-            conns.discard(task)
+            conns.pop(task, None)
 
     server = await asyncio.start_server(on_conn, args.listen, args.port,
                                         limit=STREAM_LIMIT)
@@ -1708,23 +1718,30 @@ async def serve(args, emu):
     await stop.wait()
     log("stopping")
     server.close()
-    for task in list(conns):
+    # Abort rather than close: a graceful TLS shutdown waits on each peer.
+    for task, writer in list(conns.items()):
+        writer.transport.abort()
         task.cancel()
     await asyncio.gather(*conns, return_exceptions=True)
 
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--listen", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=0)
-    p.add_argument("--cert")
-    p.add_argument("--key")
-    p.add_argument("--no-tls", action="store_true")
-    p.add_argument("--config")
-    p.add_argument("--port-file")
-    p.add_argument("--fixtures")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--verbose", action="store_true")
+    p.add_argument("--listen", default="127.0.0.1",
+                   help="loopback IP to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=0,
+                   help="TCP port (default 0: any free port)")
+    p.add_argument("--cert", help="server certificate chain (PEM)")
+    p.add_argument("--key", help="server private key (PEM)")
+    p.add_argument("--no-tls", action="store_true",
+                   help="plain HTTP/WS, for debugging")
+    p.add_argument("--config", help="JSON config, see the module docstring")
+    p.add_argument("--port-file", help="write the chosen port here")
+    p.add_argument("--fixtures", help="azure-rest-api-specs example dir")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed for split_frames (default 0)")
+    p.add_argument("--verbose", action="store_true",
+                   help="log requests and relay events to stderr")
     args = p.parse_args(argv)
     if not args.no_tls and not (args.cert and args.key):
         p.error("--cert and --key are required (or --no-tls)")

@@ -8,6 +8,9 @@
                                         "<bytes> <sha256>" to OUTFILE
   tcp_target.py PORTFILE echo           echo everything back
   tcp_target.py - pattern N             print the bytes "send N" sends
+  tcp_target.py - fill OUTFILE          write to stdout until it stays full
+                                        for a second, then exit and write
+                                        "<bytes> <sha256>" to OUTFILE
 
 The chosen port is written to PORTFILE once listening.  One connection at
 a time is enough for these tests.
@@ -17,6 +20,7 @@ import os
 import socket
 import sys
 import threading
+import time
 
 
 def pattern(n):
@@ -55,10 +59,32 @@ def serve(conn, mode, args):
                 conn.sendall(data)
 
 
+def fill(outfile):
+    """Leaves a full pipe behind: its reader must have stopped reading."""
+    os.set_blocking(1, False)
+    data = pattern(1 << 16)
+    h, total, idle = hashlib.sha256(), 0, 0
+    while idle < 10:
+        try:
+            n = os.write(1, data)
+        except BlockingIOError:
+            idle += 1
+            time.sleep(0.1)
+            continue
+        h.update(data[:n])
+        total += n
+        idle = 0
+    with open(outfile, "w") as f:
+        f.write("%d %s\n" % (total, h.hexdigest()))
+
+
 def main():
     portfile, mode, args = sys.argv[1], sys.argv[2], sys.argv[3:]
     if mode == "pattern":
         sys.stdout.buffer.write(pattern(int(args[0])))
+        return
+    if mode == "fill":
+        fill(args[0])
         return
     lsock = socket.socket()
     lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
