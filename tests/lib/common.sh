@@ -63,7 +63,18 @@ emu() {
 }
 
 emu_faults() { emu POST /_emu/faults -H 'Content-Type: application/json' -d "$1" >/dev/null; }
-emu_reset() { emu POST /_emu/reset >/dev/null; }
+# Back to the starting state: no faults, no sessions, the first config.
+emu_reset() {
+	emu POST /_emu/reset >/dev/null
+	emu POST /_emu/config -H 'Content-Type: application/json' \
+	    -d @"$W/emu.json" >/dev/null
+}
+
+# Replaces the test Bastion's ARM settings, e.g. '{"sku": "Basic"}'.
+emu_bastion() {
+	emu POST /_emu/config -H 'Content-Type: application/json' \
+	    -d "{\"bastions\": {\"$BASTION_ID\": $1}}" >/dev/null
+}
 emu_active_sessions() {
 	emu GET /_emu/sessions | $PY -c 'import json,sys; print(len(json.load(sys.stdin)["active"]))'
 }
@@ -202,3 +213,11 @@ target_stop() {
 
 # Milliseconds since the epoch, for bounds on how long things take.
 now_ms() { date +%s%3N; }
+
+emu_sessions_with() {
+	emu GET /_emu/sessions | $PY -c 'import json,sys
+s = json.load(sys.stdin)["active"]
+sys.exit(0 if any(x["state"] in sys.argv[1:] for x in s) else 1)' "$@"
+}
+emu_has_open_session() { emu_sessions_with open; }
+emu_has_session() { emu_sessions_with issued open; }
