@@ -137,9 +137,9 @@ load_config(const struct args *a, struct options *o)
 	level = (enum log_level)o->log_level;
 	if (a->quiet)
 		level = LOG_QUIET;
-	else if (a->verbosity > 0)
-		level = LOG_INFO + a->verbosity > LOG_DEBUG3 ? LOG_DEBUG3 :
-		    (enum log_level)(LOG_INFO + a->verbosity);
+	else if (a->verbosity > 0)	/* as in ssh: -v is DEBUG1 */
+		level = a->verbosity >= 3 ? LOG_DEBUG3 :
+		    (enum log_level)(LOG_DEBUG1 + a->verbosity - 1);
 	log_init(level);
 	if (o->log_file != NULL && log_open_file(o->log_file) == -1) {
 		error("cannot open LogFile %s: %s", o->log_file,

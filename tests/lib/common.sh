@@ -193,7 +193,7 @@ expect_no_sessions() {
 # Runs bastion-stdio with the test settings; stdout and stderr go to
 # $T/out and $T/err, the status to $RC.
 run_bs() {
-	"$BIN" -F "$W/bastion.conf" "$@" >"$T/out" 2>"$T/err"
+	"$BIN" ${BS_CONF--F $W/bastion.conf} "$@" >"$T/out" 2>"$T/err"
 	RC=$?
 }
 
@@ -221,3 +221,26 @@ sys.exit(0 if any(x["state"] in sys.argv[1:] for x in s) else 1)' "$@"
 }
 emu_has_open_session() { emu_sessions_with open; }
 emu_has_session() { emu_sessions_with issued open; }
+
+# run_bs with stdin held open, as ssh holds it, until the tunnel ends.
+run_bs_held() {
+	rm -f "$T/held"
+	mkfifo "$T/held"
+	sleep 60 >"$T/held" &
+	local holder=$!
+	run_bs "$@" <"$T/held"
+	kill $holder 2>/dev/null
+	wait $holder 2>/dev/null
+}
+
+# A second emulator with another certificate (wrongname, expired);
+# sets EMU2_PORT and EMU2_PID.
+emu2_start() {
+	rm -f "$T/emu2.port"
+	$PY "$TOP/tests/emulator/azure_emu.py" --cert "$W/pki/$1.pem" \
+	    --key "$W/pki/$1.key" --config "$W/emu.json" \
+	    --port-file "$T/emu2.port" --fixtures "$FIXTURES" 2>"$T/emu2.log" &
+	EMU2_PID=$!
+	wait_for 100 test -s "$T/emu2.port"
+	EMU2_PORT=$(cat "$T/emu2.port")
+}
