@@ -182,7 +182,7 @@ arm_check_bastion(const struct bastion *b, const char *name,
 	}
 	if (b->sku != NULL && (strcasecmp(b->sku, "Developer") == 0 ||
 	    strcasecmp(b->sku, "QuickConnect") == 0)) {
-		/* XXX: the Developer SKU's /api/connection step is not built. */
+		/* XXX: the Developer SKU's /api/connection is not built. */
 		error("Bastion %s has the %s SKU, which bastion-stdio cannot "
 		    "use yet; use a Standard or Premium Bastion", name, b->sku);
 		return EXIT_REFUSED;

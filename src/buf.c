@@ -46,7 +46,8 @@ buf_space(struct buf *b, size_t want, size_t *avail)
 		b->off = 0;
 	}
 	if (b->cap - b->len < want) {
-		b->cap = b->len + want > 2 * b->cap ? b->len + want : 2 * b->cap;
+		b->cap = b->len + want > 2 * b->cap ? b->len + want :
+		    2 * b->cap;
 		b->data = xrealloc(b->data, b->cap);
 	}
 	if (avail != NULL)

@@ -26,7 +26,8 @@ struct keyword {
 	long		 min, max;	/* for KW_NUMBER */
 };
 
-#define STR(f)		KW_STRING, offsetof(struct options, f), 0, 0
+#define FIELD(f)	offsetof(struct options, f), 0, 0
+#define STR(f)		KW_STRING, FIELD(f)
 #define NUM(f, lo, hi)	KW_NUMBER, offsetof(struct options, f), lo, hi
 
 static const struct keyword keywords[] = {
@@ -34,11 +35,11 @@ static const struct keyword keywords[] = {
 	{ "AuthorityHost",		STR(authority_host) },
 	{ "Bastion",			STR(bastion) },
 	{ "CAFile",			STR(ca_file) },
-	{ "Cloud",	KW_CLOUD, offsetof(struct options, cloud_name), 0, 0 },
+	{ "Cloud",	KW_CLOUD, FIELD(cloud_name) },
 	{ "ConnectTimeout",		NUM(connect_timeout, 1, 3600) },
 	{ "FrameSize",			NUM(frame_size, 512, 65536) },
 	{ "LogFile",			STR(log_file) },
-	{ "LogLevel",	KW_LOGLEVEL, offsetof(struct options, log_level), 0, 0 },
+	{ "LogLevel",	KW_LOGLEVEL, FIELD(log_level) },
 	{ "TargetResourceGroup",	STR(target_resource_group) },
 	{ "TargetResourceId",		STR(target_resource_id) },
 	{ "TargetSubscription",		STR(target_subscription) },

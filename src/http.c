@@ -182,6 +182,7 @@ set_request(struct http *h, const struct http_request *rq,
 	curl_easy_setopt(c, CURLOPT_TIMEOUT,
 	    rq->timeout > 0 ? rq->timeout : h->timeout);
 	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, h->timeout);
+	curl_easy_setopt(c, CURLOPT_FRESH_CONNECT, (long)rq->fresh);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, &rs->body);
 	curl_easy_setopt(c, CURLOPT_HEADERDATA, rs);
 	return 0;

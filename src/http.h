@@ -25,6 +25,7 @@ struct http_request {
 	const char	*const *headers;	/* NULL-terminated, or NULL */
 	const char	*body;		/* NULL for none */
 	long		 timeout;	/* 0: the client's */
+	int		 fresh;		/* on a new connection */
 };
 
 struct http_response {

@@ -122,7 +122,8 @@ log_vmsg(enum log_level level, const char *fmt, va_list ap)
 	vsnprintf(raw, sizeof(raw), fmt, ap);
 	copy_printable(clean, raw, sizeof(clean));
 	if (level >= LOG_DEBUG1)
-		n = snprintf(line, sizeof(line), "bastion-stdio: debug%d: %s\r\n",
+		n = snprintf(line, sizeof(line),
+		    "bastion-stdio: debug%d: %s\r\n",
 		    (int)(level - LOG_DEBUG1) + 1, clean);
 	else
 		n = snprintf(line, sizeof(line), "bastion-stdio: %s\r\n",

@@ -294,11 +294,13 @@ run(const struct args *a, const struct options *o)
 	memset(&tg, 0, sizeof(tg));
 	if (o->bastion == NULL) {
 		error("no Bastion for %s: set Bastion to the Bastion's "
-		    "resource id in the configuration file or with -o", a->host);
+		    "resource id in the configuration file or with -o",
+		    a->host);
 		return EXIT_CONFIG;
 	}
 	if (resource_id_parse(o->bastion, &bastion_id) == -1 ||
 	    !resource_id_is_bastion(&bastion_id)) {
+		resource_id_free(&bastion_id);
 		error("Bastion \"%.200s\" is not the resource id of a Bastion "
 		    "host", o->bastion);
 		return EXIT_CONFIG;

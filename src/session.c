@@ -173,6 +173,8 @@ session_delete(struct http *h, struct session *s)
 	rq.what = what;
 	rq.headers = headers;
 	rq.timeout = SESSION_DELETE_TIMEOUT;
+	/* the connection kept from before the tunnel is likely dead */
+	rq.fresh = 1;
 	r = http_do(h, &rq, &rs);
 	if (r == 0 && rs.status != 200 && rs.status != 204 &&
 	    rs.status != 404) {

@@ -25,8 +25,8 @@ test_host(void)
 	CHECK(!target_is_vm_name("x."));
 	CHECK(!target_is_vm_name("a b"));
 	CHECK(!target_is_vm_name("a%2Fb"));
-	CHECK(!target_is_vm_name("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
-	    "aaaaaaaaaaaaaaaaaaa"));
+	CHECK(!target_is_vm_name("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	    "aaaaaaaaaaaaaaaaaaaaaaaaa"));
 }
 
 static void
