@@ -48,6 +48,8 @@ step() {
 step build-clang sh -c 'make clean && make CC=clang && make CC=clang unit'
 step build-gcc sh -c 'make clean && make && make unit'
 step style tests/lint.sh
+step install sh -c 'd=$(mktemp -d) && make install DESTDIR="$d" PREFIX=/usr &&
+    test -x "$d/usr/bin/bastion-stdio" && rm -rf "$d"' 
 suite emulator tests/emulator/selftest.sh
 suite suite-gcc tests/run
 
