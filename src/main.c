@@ -157,75 +157,6 @@ load_config(const struct args *a, struct options *o)
 	return 0;
 }
 
-/* The VM named HOST, in TargetSubscription and TargetResourceGroup. */
-static int
-vm_target(const char *host, const struct options *o,
-    const struct resource_id *bastion, struct target *tg)
-{
-	const char *sub = o->target_subscription != NULL ?
-	    o->target_subscription : bastion->subscription;
-	const char *rg = o->target_resource_group != NULL ?
-	    o->target_resource_group : bastion->resource_group;
-
-	if (!target_is_vm_name(host)) {
-		error("HOST \"%.100s\" is neither a VM name nor an IP address",
-		    host);
-		return EXIT_USAGE;
-	}
-	if (!target_is_subscription(sub)) {
-		error("TargetSubscription \"%.100s\" is not a subscription id",
-		    sub);
-		return EXIT_CONFIG;
-	}
-	if (!target_is_resource_group(rg)) {
-		error("TargetResourceGroup \"%.100s\" is not a resource group "
-		    "name", rg);
-		return EXIT_CONFIG;
-	}
-	tg->resource_id = xasprintf("/subscriptions/%s/resourceGroups/%s/"
-	    "providers/Microsoft.Compute/virtualMachines/%s", sub, rg, host);
-	return 0;
-}
-
-/*
- * Decides what the Bastion is asked to reach: TargetResourceId if set,
- * IP-connect for an address, else the VM named HOST.
- */
-static int
-make_target(const struct args *a, const struct options *o,
-    const struct resource_id *bastion, struct target *tg)
-{
-	struct resource_id rid;
-
-	memset(tg, 0, sizeof(*tg));
-	if (target_parse_port(a->port, &tg->port) == -1) {
-		error("PORT \"%.20s\" is not a number from 1 to 65535",
-		    a->port);
-		return EXIT_USAGE;
-	}
-	if (o->target_resource_id != NULL) {
-		if (resource_id_parse(o->target_resource_id, &rid) == -1 ||
-		    !resource_id_is_vm(&rid)) {
-			resource_id_free(&rid);
-			error("TargetResourceId \"%.200s\" is not the id of a "
-			    "VM or of a scale-set instance",
-			    o->target_resource_id);
-			return EXIT_CONFIG;
-		}
-		resource_id_free(&rid);
-		tg->resource_id = xstrdup(o->target_resource_id);
-		return 0;
-	}
-	if (target_is_ip(a->host)) {
-		tg->ip = xstrdup(a->host);
-		tg->resource_id = xasprintf("/subscriptions/%s/resourceGroups/"
-		    "%s/providers/Microsoft.Network/bh-hostConnect/%s",
-		    bastion->subscription, bastion->resource_group, a->host);
-		return 0;
-	}
-	return vm_target(a->host, o, bastion, tg);
-}
-
 static long
 ms_since(const struct timespec *t0)
 {
@@ -305,7 +236,7 @@ run(const struct args *a, const struct options *o)
 		    "host", o->bastion);
 		return EXIT_CONFIG;
 	}
-	if ((r = make_target(a, o, &bastion_id, &tg)) != 0 ||
+	if ((r = target_resolve(a->host, a->port, o, &bastion_id, &tg)) != 0 ||
 	    (r = http_init(&h, o->ca_file, USER_AGENT, o->connect_timeout)))
 		goto out;
 	h.interrupted = &signalled;

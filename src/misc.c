@@ -75,9 +75,11 @@ xasprintf(const char *fmt, ...)
 }
 
 /*
- * Opens /dev/null onto any closed standard descriptor.  Otherwise the
- * next descriptor opened (by libwebsockets, for one) takes number 0 or 1
- * and would be relayed as if it were the tunnel's stdin or stdout.
+ * Opens /dev/null onto any closed standard descriptor, as OpenSSH does.
+ * Otherwise the next descriptor opened takes number 0 or 1 and is relayed
+ * as if it were stdin or stdout: libwebsockets 4.1.6 opens /dev/urandom
+ * at context creation, and with "<&-" that random stream went up the
+ * tunnel.  No upstream change addresses it; it is the caller's job.
  */
 void
 sanitise_stdfd(void)

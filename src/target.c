@@ -9,6 +9,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "config.h"
+#include "log.h"
 #include "misc.h"
 #include "target.h"
 
@@ -191,4 +193,74 @@ resource_id_is_vm(const struct resource_id *r)
 	    r->child_type != NULL &&
 	    strcasecmp(r->child_type, "virtualMachines") == 0 &&
 	    target_is_vm_name(r->name) && all_chars(r->child_name, "");
+}
+
+/* The VM named HOST, in TargetSubscription and TargetResourceGroup. */
+static int
+vm_target(const char *host, const struct options *o,
+    const struct resource_id *bastion, struct target *tg)
+{
+	const char *sub = o->target_subscription != NULL ?
+	    o->target_subscription : bastion->subscription;
+	const char *rg = o->target_resource_group != NULL ?
+	    o->target_resource_group : bastion->resource_group;
+
+	if (!target_is_vm_name(host)) {
+		error("HOST \"%.100s\" is neither a VM name nor an IP address",
+		    host);
+		return EXIT_USAGE;
+	}
+	if (!target_is_subscription(sub)) {
+		error("TargetSubscription \"%.100s\" is not a subscription id",
+		    sub);
+		return EXIT_CONFIG;
+	}
+	if (!target_is_resource_group(rg)) {
+		error("TargetResourceGroup \"%.100s\" is not a resource group "
+		    "name", rg);
+		return EXIT_CONFIG;
+	}
+	tg->resource_id = xasprintf("/subscriptions/%s/resourceGroups/%s/"
+	    "providers/Microsoft.Compute/virtualMachines/%s", sub, rg, host);
+	return 0;
+}
+
+/*
+ * Decides what the Bastion is asked to reach: TargetResourceId if set,
+ * IP-connect for an address, else the VM named HOST.  Returns 0, or an
+ * exit status after reporting what is wrong with HOST, PORT or settings.
+ */
+int
+target_resolve(const char *host, const char *port, const struct options *o,
+    const struct resource_id *bastion, struct target *tg)
+{
+	struct resource_id rid;
+
+	memset(tg, 0, sizeof(*tg));
+	if (target_parse_port(port, &tg->port) == -1) {
+		error("PORT \"%.20s\" is not a number from 1 to 65535",
+		    port);
+		return EXIT_USAGE;
+	}
+	if (o->target_resource_id != NULL) {
+		if (resource_id_parse(o->target_resource_id, &rid) == -1 ||
+		    !resource_id_is_vm(&rid)) {
+			resource_id_free(&rid);
+			error("TargetResourceId \"%.200s\" is not the id of a "
+			    "VM or of a scale-set instance",
+			    o->target_resource_id);
+			return EXIT_CONFIG;
+		}
+		resource_id_free(&rid);
+		tg->resource_id = xstrdup(o->target_resource_id);
+		return 0;
+	}
+	if (target_is_ip(host)) {
+		tg->ip = xstrdup(host);
+		tg->resource_id = xasprintf("/subscriptions/%s/resourceGroups/"
+		    "%s/providers/Microsoft.Network/bh-hostConnect/%s",
+		    bastion->subscription, bastion->resource_group, host);
+		return 0;
+	}
+	return vm_target(host, o, bastion, tg);
 }

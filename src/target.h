@@ -7,6 +7,8 @@
 
 #include <stdbool.h>
 
+#include "config.h"
+
 /*
  * An ARM resource id split into its parts:
  * /subscriptions/S/resourceGroups/G/providers/NS/TYPE/NAME[/CTYPE/CNAME]
@@ -38,5 +40,8 @@ bool	target_is_resource_group(const char *name);
 bool	target_is_subscription(const char *name);
 int	target_parse_port(const char *s, int *port);
 void	target_free(struct target *t);
+int	target_resolve(const char *host, const char *port,
+	    const struct options *o, const struct resource_id *bastion,
+	    struct target *tg);
 
 #endif

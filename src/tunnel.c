@@ -512,7 +512,12 @@ create_context(struct tunnel *t)
 	info.user = t;
 	info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
 	if (tc->ca_file != NULL) {
-		/* the file alone, as on the libcurl legs */
+		/*
+		 * The file alone, as on the libcurl legs.  lws 4.1.6 adds the
+		 * OS store (which honours SSL_CERT_FILE) unless told not to,
+		 * while libcurl ignores SSL_CERT_FILE; main() makes the one
+		 * choice for both.
+		 */
 		info.client_ssl_ca_filepath = tc->ca_file;
 		info.options |= LWS_SERVER_OPTION_DISABLE_OS_CA_CERTS;
 	}

@@ -1,5 +1,9 @@
 /* HOST, PORT and resource ids, checked before any request. */
+#include <stdarg.h>
 #include <stdlib.h>
+
+#include "config.h"
+#include "misc.h"
 
 #include "target.h"
 #include "unit.h"
@@ -99,6 +103,85 @@ test_bad_resource_ids(void)
 	}
 }
 
+#define BASTION	"/subscriptions/bsub/resourceGroups/brg/providers/" \
+		"Microsoft.Network/bastionHosts/bh"
+
+/* Resolves host and port with the -o settings given, NULL-terminated. */
+static int
+resolve(const char *host, const char *port, struct target *tg, ...)
+{
+	struct resource_id bastion;
+	struct options o;
+	const char *opt;
+	va_list ap;
+	int r;
+
+	cfg_init(&o);
+	va_start(ap, tg);
+	while ((opt = va_arg(ap, const char *)) != NULL)
+		cfg_parse_option(&o, opt);
+	va_end(ap);
+	resource_id_parse(BASTION, &bastion);
+	r = target_resolve(host, port, &o, &bastion, tg);
+	resource_id_free(&bastion);
+	cfg_free(&o);
+	return r;
+}
+
+static void
+test_resolve(void)
+{
+	struct target tg;
+
+	CHECK(resolve("vm1", "22", &tg, NULL) == 0);
+	CHECK_STR(tg.resource_id, "/subscriptions/bsub/resourceGroups/brg/"
+	    "providers/Microsoft.Compute/virtualMachines/vm1");
+	CHECK(tg.ip == NULL && tg.port == 22);
+	target_free(&tg);
+
+	CHECK(resolve("vm1", "2222", &tg, "TargetResourceGroup=rg2",
+	    "TargetSubscription=sub2", NULL) == 0);
+	CHECK_STR(tg.resource_id, "/subscriptions/sub2/resourceGroups/rg2/"
+	    "providers/Microsoft.Compute/virtualMachines/vm1");
+	target_free(&tg);
+
+	/* IP-connect: the Bastion's subscription and group, and hostname */
+	CHECK(resolve("10.1.2.3", "3389", &tg, "TargetResourceGroup=x",
+	    NULL) == 0);
+	CHECK_STR(tg.resource_id, "/subscriptions/bsub/resourceGroups/brg/"
+	    "providers/Microsoft.Network/bh-hostConnect/10.1.2.3");
+	CHECK_STR(tg.ip, "10.1.2.3");
+	target_free(&tg);
+	CHECK(resolve("fd00::4", "22", &tg, NULL) == 0);
+	CHECK_STR(tg.ip, "fd00::4");
+	target_free(&tg);
+
+	/* TargetResourceId wins over HOST, which may then be any alias */
+	CHECK(resolve("my-alias", "22", &tg, "TargetResourceId=/subscriptions"
+	    "/s/resourceGroups/g/providers/Microsoft.Compute/"
+	    "virtualMachineScaleSets/ss/virtualMachines/7", NULL) == 0);
+	CHECK(strstr(tg.resource_id, "/virtualMachines/7") != NULL);
+	CHECK(tg.ip == NULL);
+	target_free(&tg);
+}
+
+static void
+test_resolve_errors(void)
+{
+	struct target tg;
+
+	CHECK(resolve("vm1", "0", &tg, NULL) == EXIT_USAGE);
+	CHECK(resolve("a/b", "22", &tg, NULL) == EXIT_USAGE);
+	CHECK(resolve("vm1", "22", &tg, "TargetResourceGroup=a/b",
+	    NULL) == EXIT_CONFIG);
+	CHECK(resolve("vm1", "22", &tg, "TargetSubscription=x y",
+	    NULL) == EXIT_CONFIG);
+	CHECK(resolve("vm1", "22", &tg, "TargetResourceId=/subscriptions/s/"
+	    "resourceGroups/g/providers/Microsoft.Sql/servers/x",
+	    NULL) == EXIT_CONFIG);
+	target_free(&tg);
+}
+
 int
 main(void)
 {
@@ -106,5 +189,7 @@ main(void)
 	RUN(test_port);
 	RUN(test_resource_ids);
 	RUN(test_bad_resource_ids);
+	RUN(test_resolve);
+	RUN(test_resolve_errors);
 	return unit_done();
 }
