@@ -15,7 +15,7 @@ man_section() {
 man_keyword_text() {
 	man_section CONFIGURATION | awk -v k="$1" '
 	    /^\.It Cm / { on = ($3 == k); next }
-	    on' | sed 's/^\.[A-Z][a-z]* //' | tr '\n' ' '
+	    on' | sed '/^\.Bl /d; s/^\.[A-Z][a-z]* //' | tr '\n' ' '
 }
 
 # The rows of one README.md table, found by the heading above it.
@@ -56,14 +56,22 @@ if command -v man >/dev/null; then
 	expect_empty "$T/groff" "groff warnings"
 fi
 
-# --- SYNOPSIS is the usage text, word for word ---
+# --- SYNOPSIS is the usage text, form for form, word for word ---
+# One line per form: a line that does not start with the program's name
+# continues the form above it.
+forms() {
+	sed 's/^usage://; s/^[[:space:]]*//' | tr -s ' ' | awk '
+	    /^bastion-stdio/ { if (f != "") print f; f = $0; next }
+	    NF { f = f " " $0 }
+	    END { if (f != "") print f }'
+}
 "$BIN" </dev/null >"$T/out" 2>"$T/usage"
 expect_eq $? 2 "status without operands"
 expect_empty "$T/out" "stdout without operands"
-usage=$(sed -n 's/^usage: //p' "$T/usage")
+expect_match "$T/usage" '^usage: bastion-stdio ' "usage text"
+usage=$(forms <"$T/usage")
 synopsis=$(render | awk '/^[A-Z]/{ on = ($0 == "SYNOPSIS"); next } on' |
-    tr -s ' \n' '  ' | sed 's/^ *//; s/ *$//')
-[ -n "$usage" ] || fail "no usage line in: $(cat "$T/usage")"
+    forms)
 expect_eq "$synopsis" "$usage" "SYNOPSIS against usage()"
 
 # --- the same options in getopt(), the usage text and the manual ---
@@ -94,11 +102,13 @@ while read -r kw field lo hi; do
 	esac
 done < <(sed -n 's/^[[:space:]]*{ "\([A-Za-z]*\)",[[:space:]]*NUM(\([a-z_]*\), \([0-9]*\), \([0-9]*\)) },.*/\1 \2 \3 \4/p' \
     "$TOP/src/config.c")
-while read -r kw field; do
-	def=$(sed -n -e "s/^[[:space:]]*o->$field = \([0-9][0-9]*\);.*/\1/p" \
-	    -e "s/^[[:space:]]*o->$field = LOG_\([A-Z0-9]*\);.*/\1/p" \
+while read -r kw field num; do
+	# numbers only for NUM() keywords: a flag's 0 reads "no"
+	def=$(sed -n -e "s/^[[:space:]]*o->$field = LOG_\([A-Z0-9]*\);.*/\1/p" \
 	    -e "s/^[[:space:]]*o->$field = xstrdup(\"\([^\"]*\)\");.*/\1/p" \
 	    <<<"$finish")
+	[ -n "$def" ] || [ "$num" != NUM ] || def=$(sed -n \
+	    "s/^[[:space:]]*o->$field = \([0-9][0-9]*\);.*/\1/p" <<<"$finish")
 	[ -n "$def" ] || continue
 	case $(man_keyword_text "$kw") in
 	*"default is $def"*) ;;
@@ -109,7 +119,7 @@ while read -r kw field; do
 	*"$def"*) ;;
 	*) fail "README.md: the default of $kw is not $def: $row" ;;
 	esac
-done < <(sed -n '/keywords\[\] = {/,/^};/s/^[[:space:]]*{ "\([A-Za-z]*\)",.*[(]\([a-z_]*\)[),].*/\1 \2/p' \
+done < <(sed -n '/keywords\[\] = {/,/^};/s/^[[:space:]]*{ "\([A-Za-z]*\)",[[:space:]]*\([A-Z]*\).*[(]\([a-z_]*\)[),].*/\1 \3 \2/p' \
     "$TOP/src/config.c")
 
 # --- every value the parser takes for Cloud and LogLevel is named ---
