@@ -18,9 +18,11 @@ ALL_CFLAGS =	-std=c99 -D_GNU_SOURCE $(WARN) $(CFLAGS) \
 LIBS =		$(shell $(PKG_CONFIG) --libs $(PKGS))
 
 # Everything but main.o, so that unit tests link the same objects.
-OBJS =		src/arm.o src/buf.o src/cloud.o src/config.o src/cred.o \
-		src/entra.o src/http.o src/log.o src/match.o src/misc.o \
-		src/proxy.o src/session.o src/target.o src/tunnel.o
+OBJS =		src/arm.o src/buf.o src/cache.o src/cloud.o src/config.o \
+		src/cred.o src/cred_cli.o src/cred_mi.o src/cred_sp.o \
+		src/entra.o src/http.o src/jwt.o src/log.o src/login.o \
+		src/match.o src/misc.o src/proxy.o src/session.o src/target.o \
+		src/tunnel.o
 PROG =		bastion-stdio
 
 all: $(PROG)
@@ -33,7 +35,7 @@ src/%.o: src/%.c src/*.h
 
 UNIT_TESTS =	tests/unit/test_config tests/unit/test_match \
 		tests/unit/test_target tests/unit/test_parse \
-		tests/unit/test_buf tests/unit/test_proxy
+		tests/unit/test_buf tests/unit/test_proxy tests/unit/test_cred
 
 tests/unit/%: tests/unit/%.c tests/unit/unit.h $(OBJS)
 	$(CC) $(ALL_CFLAGS) -Isrc -o $@ $< $(OBJS) $(LIBS)

@@ -4,6 +4,7 @@
  * patterns are matched against the HOST operand.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,7 +18,8 @@
 
 #define CFG_LINE_MAX	4096
 
-enum kw_type { KW_STRING, KW_NUMBER, KW_LOGLEVEL, KW_CLOUD };
+enum kw_type { KW_STRING, KW_NUMBER, KW_LOGLEVEL, KW_CLOUD, KW_FLAG,
+    KW_CREDENTIAL };
 
 struct keyword {
 	const char	*name;
@@ -37,12 +39,19 @@ static const struct keyword keywords[] = {
 	{ "CAFile",			STR(ca_file) },
 	{ "Cloud",	KW_CLOUD, FIELD(cloud_name) },
 	{ "ConnectTimeout",		NUM(connect_timeout, 1, 3600) },
+	{ "Credential",	KW_CREDENTIAL, FIELD(credential) },
+	{ "DeviceCode",	KW_FLAG, FIELD(device_code) },
 	{ "FrameSize",			NUM(frame_size, 512, 65536) },
 	{ "LogFile",			STR(log_file) },
 	{ "LogLevel",	KW_LOGLEVEL, FIELD(log_level) },
+	{ "LoginClientId",		STR(login_client_id) },
+	{ "ManagedIdentityClientId",	STR(mi_client_id) },
+	{ "ManagedIdentityObjectId",	STR(mi_object_id) },
+	{ "ManagedIdentityResourceId",	STR(mi_resource_id) },
 	{ "TargetResourceGroup",	STR(target_resource_group) },
 	{ "TargetResourceId",		STR(target_resource_id) },
 	{ "TargetSubscription",		STR(target_subscription) },
+	{ "Tenant",			STR(tenant) },
 };
 
 void
@@ -52,6 +61,7 @@ cfg_init(struct options *o)
 	o->connect_timeout = CFG_UNSET;
 	o->frame_size = CFG_UNSET;
 	o->log_level = CFG_UNSET;
+	o->device_code = CFG_UNSET;
 }
 
 void
@@ -61,7 +71,8 @@ cfg_free(struct options *o)
 
 	for (i = 0; i < sizeof(keywords) / sizeof(keywords[0]); i++) {
 		if (keywords[i].type == KW_STRING ||
-		    keywords[i].type == KW_CLOUD)
+		    keywords[i].type == KW_CLOUD ||
+		    keywords[i].type == KW_CREDENTIAL)
 			free(*(char **)((char *)o + keywords[i].offset));
 	}
 	cfg_init(o);
@@ -76,6 +87,23 @@ find_keyword(const char *name)
 		if (strcasecmp(keywords[i].name, name) == 0)
 			return &keywords[i];
 	return NULL;
+}
+
+#define CREDENTIAL_NAMES	"environment, workload-identity, " \
+	"managed-identity, login, azure-cli, device-code"
+
+static bool
+credential_name(const char *value)
+{
+	static const char *const names[] = { "environment",
+	    "workload-identity", "managed-identity", "login", "azure-cli",
+	    "device-code" };
+	size_t i;
+
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strcasecmp(value, names[i]) == 0)
+			return true;
+	return false;
 }
 
 /* Stores a value unless one was obtained before; 0 or EXIT_CONFIG. */
@@ -107,6 +135,25 @@ store(const struct keyword *kw, struct options *o, const char *value,
 		}
 		if (*(long *)field == CFG_UNSET)
 			*(long *)field = (long)level;
+		return 0;
+	case KW_FLAG:
+		if (strcasecmp(value, "yes") != 0 &&
+		    strcasecmp(value, "no") != 0) {
+			error("%s: %s must be yes or no, not \"%s\"", where,
+			    kw->name, value);
+			return EXIT_CONFIG;
+		}
+		if (*(long *)field == CFG_UNSET)
+			*(long *)field = strcasecmp(value, "yes") == 0;
+		return 0;
+	case KW_CREDENTIAL:
+		if (!credential_name(value)) {
+			error("%s: unknown Credential \"%s\" (%s)", where,
+			    value, CREDENTIAL_NAMES);
+			return EXIT_CONFIG;
+		}
+		if (*(char **)field == NULL)
+			*(char **)field = xstrdup(value);
 		return 0;
 	case KW_CLOUD:
 		if (cloud_find(value) == NULL) {
@@ -347,6 +394,8 @@ cfg_finish(struct options *o)
 		o->frame_size = 4096;
 	if (o->log_level == CFG_UNSET)
 		o->log_level = LOG_INFO;
+	if (o->device_code == CFG_UNSET)
+		o->device_code = 0;
 	return 0;
 }
 

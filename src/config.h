@@ -20,6 +20,13 @@ struct options {
 	char	*authority_host;
 	char	*ca_file;
 	char	*log_file;
+	char	*credential;		/* one source to use alone */
+	char	*mi_client_id;		/* user-assigned managed identity */
+	char	*mi_object_id;
+	char	*mi_resource_id;
+	char	*tenant;		/* for `login` */
+	char	*login_client_id;
+	long	 device_code;		/* yes: sign in from a ProxyCommand */
 	long	 connect_timeout;	/* seconds, for each setup step */
 	long	 frame_size;		/* largest payload sent per frame */
 	long	 log_level;		/* enum log_level */

@@ -4,9 +4,11 @@
  * form differs, so the credential sources share this code.
  */
 #include <cjson/cJSON.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "entra.h"
 #include "log.h"
@@ -19,7 +21,7 @@ token_free(struct token *t)
 		explicit_bzero(t->access_token, strlen(t->access_token));
 	free(t->access_token);
 	t->access_token = NULL;
-	t->expires_on = 0;
+	t->expires_on = t->issued_on = 0;
 }
 
 /* expires_in is a number from the v2 endpoint, a string from others. */
@@ -38,25 +40,30 @@ lifetime(const cJSON *item)
 }
 
 /*
- * Takes access_token and expires_in from a successful answer; 0, or -1
- * when the answer is not a usable token.
+ * Takes access_token and its lifetime from a successful answer: Entra's
+ * expires_in, or the expires_on (epoch seconds) of managed identity
+ * endpoints.  0, or -1 when the answer is not a usable token.
  */
 int
 entra_parse_token(const char *body, time_t now, struct token *t)
 {
 	cJSON *root = cJSON_Parse(body);
-	const cJSON *tok, *exp;
-	long secs;
+	const cJSON *tok;
+	long secs, on;
 	int r = -1;
 
 	memset(t, 0, sizeof(*t));
 	if (root == NULL)
 		return -1;
 	tok = cJSON_GetObjectItemCaseSensitive(root, "access_token");
-	exp = cJSON_GetObjectItemCaseSensitive(root, "expires_in");
+	secs = lifetime(cJSON_GetObjectItemCaseSensitive(root, "expires_in"));
+	on = lifetime(cJSON_GetObjectItemCaseSensitive(root, "expires_on"));
+	if (secs < 0 && on > now)
+		secs = on - now;
 	if (cJSON_IsString(tok) && *tok->valuestring != '\0' &&
-	    !str_has_ctrl(tok->valuestring) && (secs = lifetime(exp)) >= 0) {
+	    !str_has_ctrl(tok->valuestring) && secs >= 0) {
 		t->access_token = xstrdup(tok->valuestring);
+		t->issued_on = now;
 		t->expires_on = now + secs;
 		r = 0;
 	}
@@ -109,30 +116,58 @@ check_tenant(const char *tenant)
 	return 0;
 }
 
+char *
+entra_token_url(const char *authority, const char *tenant)
+{
+	return xasprintf("%s/%s/oauth2/v2.0/token", authority, tenant);
+}
+
+/* Entra's throttling and server errors are retried, within timeout. */
+static bool
+retry_later(const struct http_response *rs, int attempt, long *left)
+{
+	long wait;
+
+	if (rs->status != 429 && rs->status < 500)
+		return false;
+	wait = rs->retry_after >= 0 ? rs->retry_after : 1L << attempt;
+	if (attempt >= 3 || wait >= *left)
+		return false;
+	debug("Entra ID answered %ld: retrying in %ld s", rs->status, wait);
+	sleep((unsigned)wait);
+	*left -= wait;
+	return true;
+}
+
 /*
- * Posts a grant's form; who names the credential in messages.  Returns 0
- * with the token, or an exit status after reporting the error.
+ * Posts a grant's form; who names the credential in messages and hint
+ * says what to do when Entra refuses.  Returns 0 with the token, or an
+ * exit status after reporting the error.
  */
 int
 entra_request_token(struct http *h, const char *authority,
-    const char *tenant, const char *form, const char *who, struct token *t)
+    const char *tenant, const char *form, const char *who, const char *hint,
+    struct token *t, char **refresh_token)
 {
 	struct http_request rq = { .method = "POST", .body = form };
 	struct http_response rs;
+	long left = h->timeout;
 	char why[512];
-	int r;
+	int r, attempt = 0;
 
 	if (check_tenant(tenant) == -1) {
 		error("%s: tenant \"%.100s\" is not a GUID or domain name", who,
 		    tenant);
 		return EXIT_CREDENTIAL;
 	}
-	rq.url = xasprintf("%s/%s/oauth2/v2.0/token", authority, tenant);
-	rq.what = rq.url;
-	r = http_do(h, &rq, &rs);
+	rq.url = rq.what = entra_token_url(authority, tenant);
+	while ((r = http_do(h, &rq, &rs)) == 0 &&
+	    retry_later(&rs, attempt++, &left))
+		http_response_free(&rs);
 	if (r == 0 && rs.status != 200) {
 		entra_describe_error(buf_str(&rs.body), why, sizeof(why));
-		error("%s: Entra ID answered %ld: %s", who, rs.status, why);
+		error("%s: Entra ID answered %ld: %s%s%s", who, rs.status, why,
+		    hint != NULL ? "; " : "", hint != NULL ? hint : "");
 		r = EXIT_CREDENTIAL;
 	} else if (r == 0 && entra_parse_token(buf_str(&rs.body), time(NULL),
 	    t) == -1) {
@@ -142,7 +177,38 @@ entra_request_token(struct http *h, const char *authority,
 	if (r == 0)
 		debug("%s: token valid for %ld s", who,
 		    (long)(t->expires_on - time(NULL)));
+	if (r == 0 && refresh_token != NULL)
+		*refresh_token = entra_json_string(buf_str(&rs.body),
+		    "refresh_token");
+	if (rs.body.data != NULL)
+		explicit_bzero(rs.body.data, rs.body.cap);
 	http_response_free(&rs);
 	free((char *)rq.url);
 	return r;
+}
+
+/* A top-level number (or numeric string) of a JSON text, or -1. */
+long
+entra_json_number(const char *body, const char *name)
+{
+	cJSON *root = cJSON_Parse(body);
+	long v = lifetime(cJSON_GetObjectItemCaseSensitive(root, name));
+
+	cJSON_Delete(root);
+	return v;
+}
+
+/* A top-level string member of a JSON text, or NULL. */
+char *
+entra_json_string(const char *body, const char *name)
+{
+	cJSON *root = cJSON_Parse(body);
+	const cJSON *item = cJSON_GetObjectItemCaseSensitive(root, name);
+	char *s = NULL;
+
+	if (cJSON_IsString(item) && *item->valuestring != '\0' &&
+	    !str_has_ctrl(item->valuestring))
+		s = xstrdup(item->valuestring);
+	cJSON_Delete(root);
+	return s;
 }

@@ -11,13 +11,17 @@
 struct token {
 	char	*access_token;
 	time_t	 expires_on;
+	time_t	 issued_on;
 };
 
 void	token_free(struct token *t);
 int	entra_parse_token(const char *body, time_t now, struct token *t);
 void	entra_describe_error(const char *body, char *out, size_t size);
+char	*entra_token_url(const char *authority, const char *tenant);
 int	entra_request_token(struct http *h, const char *authority,
 	    const char *tenant, const char *form, const char *who,
-	    struct token *t);
+	    const char *hint, struct token *t, char **refresh_token);
+char	*entra_json_string(const char *body, const char *name);
+long	entra_json_number(const char *body, const char *name);
 
 #endif

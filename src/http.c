@@ -46,6 +46,25 @@ void
 http_response_free(struct http_response *rs)
 {
 	buf_free(&rs->body);
+	free(rs->authenticate);
+	rs->authenticate = NULL;
+}
+
+/* The value of header name in a header line, or NULL. */
+static const char *
+header_value(const char *p, size_t len, const char *name, size_t *vlen)
+{
+	size_t i = strlen(name);
+
+	if (len <= i || strncasecmp(p, name, i) != 0)
+		return NULL;
+	while (i < len && (p[i] == ' ' || p[i] == '\t'))
+		i++;
+	*vlen = len - i;
+	while (*vlen > 0 && (p[i + *vlen - 1] == '\r' ||
+	    p[i + *vlen - 1] == '\n' || p[i + *vlen - 1] == ' '))
+		(*vlen)--;
+	return p + i;
 }
 
 static size_t
@@ -63,20 +82,22 @@ static size_t
 on_header(char *p, size_t size, size_t n, void *arg)
 {
 	struct http_response *rs = arg;
-	static const char name[] = "retry-after:";
-	long v;
+	size_t len = n * size, vlen;
+	const char *v;
 	char num[16];
-	size_t len = n * size, i = sizeof(name) - 1, j = 0;
+	long secs;
 
-	if (len > i && strncasecmp(p, name, i) == 0) {
-		while (i < len && (p[i] == ' ' || p[i] == '\t'))
-			i++;
-		while (i < len && j + 1 < sizeof(num) && p[i] >= '0' &&
-		    p[i] <= '9')
-			num[j++] = p[i++];
-		num[j] = '\0';
-		if (j > 0 && parse_number(num, 0, 86400, &v) == 0)
-			rs->retry_after = v;
+	if ((v = header_value(p, len, "retry-after:", &vlen)) != NULL &&
+	    vlen < sizeof(num)) {
+		memcpy(num, v, vlen);
+		num[vlen] = '\0';
+		if (parse_number(num, 0, 86400, &secs) == 0)
+			rs->retry_after = secs;
+	} else if ((v = header_value(p, len, "www-authenticate:",
+	    &vlen)) != NULL && rs->authenticate == NULL && vlen < 4096) {
+		rs->authenticate = xmalloc(vlen + 1);
+		memcpy(rs->authenticate, v, vlen);
+		rs->authenticate[vlen] = '\0';
 	}
 	return len;
 }
@@ -156,7 +177,9 @@ set_request(struct http *h, const struct http_request *rq,
 		error("%s: not a valid URL", rq->what);
 		return EXIT_CONFIG;
 	}
-	if ((r = proxy_find(host, &px)) != 0)
+	if (rq->local)
+		memset(&px, 0, sizeof(px));
+	else if ((r = proxy_find(host, &px)) != 0)
 		return r;
 	curl_easy_setopt(c, CURLOPT_PROXY, px.url != NULL ? px.url : "");
 	if (px.url != NULL)
@@ -181,7 +204,12 @@ set_request(struct http *h, const struct http_request *rq,
 	    NULL : rq->method);
 	curl_easy_setopt(c, CURLOPT_TIMEOUT,
 	    rq->timeout > 0 ? rq->timeout : h->timeout);
-	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, h->timeout);
+	if (rq->connect_ms > 0)
+		curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, rq->connect_ms);
+	else
+		curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, h->timeout);
+	if (rq->local)
+		curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(c, CURLOPT_FRESH_CONNECT, (long)rq->fresh);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, &rs->body);
 	curl_easy_setopt(c, CURLOPT_HEADERDATA, rs);
@@ -224,6 +252,10 @@ report_failure(struct http *h, const struct http_request *rq, CURLcode cc,
 {
 	const char *why = *errbuf != '\0' ? errbuf : curl_easy_strerror(cc);
 
+	if (rq->probe) {
+		debug("%s %s: %s", rq->method, rq->what, why);
+		return EXIT_NETWORK;
+	}
 	if (cc == CURLE_ABORTED_BY_CALLBACK) {
 		debug("%s %s: interrupted", rq->method, rq->what);
 		return EXIT_NETWORK;

@@ -25,13 +25,17 @@ struct http_request {
 	const char	*const *headers;	/* NULL-terminated, or NULL */
 	const char	*body;		/* NULL for none */
 	long		 timeout;	/* 0: the client's */
+	long		 connect_ms;	/* 0: the client's timeout */
 	int		 fresh;		/* on a new connection */
+	int		 local;		/* plain http allowed, no proxy */
+	int		 probe;		/* no answer is no error: debug only */
 };
 
 struct http_response {
 	long		 status;
 	struct buf	 body;
 	long		 retry_after;	/* seconds, -1 when absent */
+	char		*authenticate;	/* WWW-Authenticate, or NULL */
 };
 
 int	http_init(struct http *h, const char *ca_file, const char *ua,

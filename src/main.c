@@ -21,17 +21,18 @@
 #include "cred.h"
 #include "http.h"
 #include "log.h"
+#include "login.h"
 #include "misc.h"
 #include "proxy.h"
 #include "session.h"
 #include "target.h"
 #include "tunnel.h"
 
-#define USER_AGENT	"bastion-stdio/" BASTION_STDIO_VERSION
 
 static volatile sig_atomic_t signalled;
 
 struct args {
+	const char	*command;	/* "login", "logout", or NULL */
 	const char	*config_file;	/* -F; NULL: the default files */
 	const char	*host;
 	const char	*port;
@@ -44,7 +45,10 @@ usage(void)
 {
 	fprintf(stderr,
 	    "usage: bastion-stdio [-qvV] [-F configfile] [-o Keyword=Value] "
-	    "HOST PORT\n");
+	    "HOST PORT\n"
+	    "       bastion-stdio login [-qv] [-F configfile] "
+	    "[-o Keyword=Value]\n"
+	    "       bastion-stdio logout\n");
 }
 
 static void
@@ -87,6 +91,12 @@ parse_args(int argc, char **argv, struct args *a, struct options *o)
 	int ch, r;
 
 	memset(a, 0, sizeof(*a));
+	if (argc > 1 && (strcmp(argv[1], "login") == 0 ||
+	    strcmp(argv[1], "logout") == 0)) {
+		a->command = argv[1];
+		argv++;
+		argc--;
+	}
 	while ((ch = getopt(argc, argv, "F:o:qvV")) != -1) {
 		switch (ch) {
 		case 'F':
@@ -110,7 +120,11 @@ parse_args(int argc, char **argv, struct args *a, struct options *o)
 			return EXIT_USAGE;
 		}
 	}
-	if (argc - optind != 2) {
+	if (a->command != NULL && argc == optind) {
+		a->host = "";	/* for Host patterns: only "*" matches */
+		return 0;
+	}
+	if (a->command != NULL || argc - optind != 2) {
 		usage();
 		return EXIT_USAGE;
 	}
@@ -190,7 +204,7 @@ relay(const struct options *o, const struct session *s,
 	tc.host = host;
 	tc.path = session_ws_path(s);
 	tc.ca_file = o->ca_file;
-	tc.user_agent = USER_AGENT;
+	tc.user_agent = BASTION_STDIO_UA;
 	tc.proxy = &px;
 	tc.frame_size = (size_t)o->frame_size;
 	tc.connect_timeout = o->connect_timeout;
@@ -237,7 +251,8 @@ run(const struct args *a, const struct options *o)
 		return EXIT_CONFIG;
 	}
 	if ((r = target_resolve(a->host, a->port, o, &bastion_id, &tg)) != 0 ||
-	    (r = http_init(&h, o->ca_file, USER_AGENT, o->connect_timeout)))
+	    (r = http_init(&h, o->ca_file, BASTION_STDIO_UA,
+	    o->connect_timeout)) != 0)
 		goto out;
 	h.interrupted = &signalled;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -285,8 +300,14 @@ main(int argc, char **argv)
 	set_signals();
 	cfg_init(&o);
 	if ((r = parse_args(argc, argv, &a, &o)) == 0 &&
-	    (r = load_config(&a, &o)) == 0)
-		r = run(&a, &o);
+	    (r = load_config(&a, &o)) == 0) {
+		if (a.command == NULL)
+			r = run(&a, &o);
+		else if (strcmp(a.command, "login") == 0)
+			r = login_command(&o);
+		else
+			r = logout_command();
+	}
 	cfg_free(&o);
 	if (r == -1)
 		return EXIT_OK;

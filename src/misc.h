@@ -24,6 +24,8 @@ enum exit_status {
 	EXIT_LOCAL_IO = 8	/* stdin or stdout failed */
 };
 
+#define BASTION_STDIO_UA	"bastion-stdio/" BASTION_STDIO_VERSION
+
 void	*xmalloc(size_t n);
 void	*xcalloc(size_t n, size_t size);
 void	*xrealloc(void *p, size_t n);

@@ -6,6 +6,15 @@
 # Use: . tests/lib/common.sh; world_start; ...; world_stop
 
 TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+
+# Managed identity must never look for the real IMDS (169.254.169.254)
+# from a test: point it at a loopback port where nothing listens, and
+# keep the other managed-identity and Azure CLI sources out unless a
+# test sets them up itself.  Each test gets its own token cache.
+export AZURE_POD_IDENTITY_AUTHORITY_HOST=http://127.0.0.1:9
+unset IDENTITY_ENDPOINT IDENTITY_HEADER IMDS_ENDPOINT MSI_ENDPOINT MSI_SECRET
+unset AZURE_FEDERATED_TOKEN_FILE AZURE_CLIENT_CERTIFICATE_PATH
+export AZURE_CONFIG_DIR=/nonexistent/azure-cli
 BIN=${BASTION_STDIO:-$TOP/bastion-stdio}
 PY=/usr/bin/python3
 SUB=00000000-0000-0000-0000-0000000000aa
@@ -133,7 +142,7 @@ world_start() {
 	W=$(mktemp -d /tmp/bastion-stdio-test.XXXXXX)
 	export FIXTURES=${FIXTURES:-$(cd "$TOP/../shared/fixtures/azure-rest-api-specs" 2>/dev/null && pwd)}
 	export AZURE_TENANT_ID=$TENANT AZURE_CLIENT_ID=$CLIENT
-	export AZURE_CLIENT_SECRET=$SECRET
+	export AZURE_CLIENT_SECRET=$SECRET XDG_CACHE_HOME=$W/cache
 	unset https_proxy HTTPS_PROXY all_proxy ALL_PROXY http_proxy
 	emu_start && sshd_start && client_config
 }
@@ -156,7 +165,7 @@ world_save() {
 world_load() {
 	. "$WORLD_ENV"
 	export FIXTURES AZURE_TENANT_ID=$TENANT AZURE_CLIENT_ID=$CLIENT
-	export AZURE_CLIENT_SECRET=$SECRET
+	export AZURE_CLIENT_SECRET=$SECRET XDG_CACHE_HOME=$T/cache
 }
 
 # Assertions for the end-to-end scripts: each failure prints a "#" line
