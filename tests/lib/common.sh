@@ -47,7 +47,8 @@ emu_config() {
                               "enableIpConnect": true}},
  "vms": {"/subscriptions/$SUB/resourceGroups/$RG/providers/Microsoft.Compute/virtualMachines/$VM": {"ip": "127.0.0.1"},
          "/subscriptions/$SUB/resourceGroups/rg-other/providers/Microsoft.Compute/virtualMachines/vm2": {"ip": "127.0.0.1"}},
- "ip_map": {"10.0.0.4": "127.0.0.1"}}
+ "ip_map": {"10.0.0.4": "127.0.0.1"},
+ "token_lifetime_s": 3599}
 JSON
 }
 
