@@ -37,24 +37,20 @@ same_set() {
 	[ -z "$only" ] || fail "$what: only in the second: $only"
 }
 
-# The rendered manual as plain text, one renderer or the other.
+# The rendered manual as plain text.
 render() {
-	if command -v mandoc >/dev/null; then
-		mandoc -Tascii -Owidth=200 "$MAN"
-	else
-		MANWIDTH=200 man -l "$MAN" 2>/dev/null
-	fi | col -bx
+	mandoc -Tascii -Owidth=200 "$MAN" | sed "s/.\x08//g"
 }
 
-# --- the manual renders cleanly ---
-if command -v mandoc >/dev/null; then
-	mandoc -Tlint -Wwarning "$MAN" >"$T/lint" 2>&1
-	expect_empty "$T/lint" "mandoc -Tlint"
-fi
-if command -v man >/dev/null; then
-	MANWIDTH=80 man --warnings=all -l "$MAN" 2>"$T/groff" >/dev/null
-	expect_empty "$T/groff" "groff warnings"
-fi
+# --- the manual renders cleanly, with mandoc and with groff (man-db) ---
+for tool in mandoc man; do
+	command -v $tool >/dev/null ||
+	    fail "$tool is not installed (tests/deps.sh installs it)"
+done
+mandoc -Tlint -Wwarning "$MAN" >"$T/lint" 2>&1
+expect_empty "$T/lint" "mandoc -Tlint"
+MANWIDTH=80 man --warnings=all -l "$MAN" 2>"$T/groff" >/dev/null
+expect_empty "$T/groff" "groff warnings"
 
 # --- SYNOPSIS is the usage text, form for form, word for word ---
 # One line per form: a line that does not start with the program's name
