@@ -5,6 +5,9 @@ VERSION =	0.1.0
 PREFIX ?=	/usr/local
 BINDIR ?=	$(PREFIX)/bin
 MANDIR ?=	$(PREFIX)/share/man
+BASHCOMPDIR ?=	$(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR ?=	$(PREFIX)/share/zsh/site-functions
+FISHCOMPDIR ?=	$(PREFIX)/share/fish/vendor_completions.d
 
 PKGS =		libwebsockets libcurl libcjson openssl
 CC ?=		cc
@@ -22,7 +25,7 @@ OBJS =		src/arm.o src/buf.o src/cache.o src/cloud.o src/config.o \
 		src/cred.o src/cred_cli.o src/cred_mi.o src/cred_sp.o \
 		src/entra.o src/http.o src/jwt.o src/log.o src/login.o \
 		src/match.o src/misc.o src/proxy.o src/session.o src/target.o \
-		src/tunnel.o
+		src/relay.o src/tunnel.o src/tunnel_stdio.o
 PROG =		bastion-stdio
 
 all: $(PROG)
@@ -62,8 +65,17 @@ demo: $(PROG)
 	tests/demo.sh
 
 install: $(PROG)
-	install -d $(DESTDIR)$(BINDIR)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 \
+	    $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR) \
+	    $(DESTDIR)$(FISHCOMPDIR)
 	install -m 755 $(PROG) $(DESTDIR)$(BINDIR)/$(PROG)
+	install -m 644 bastion-stdio.1 $(DESTDIR)$(MANDIR)/man1/bastion-stdio.1
+	install -m 644 completions/bastion-stdio.bash \
+	    $(DESTDIR)$(BASHCOMPDIR)/bastion-stdio
+	install -m 644 completions/_bastion-stdio \
+	    $(DESTDIR)$(ZSHCOMPDIR)/_bastion-stdio
+	install -m 644 completions/bastion-stdio.fish \
+	    $(DESTDIR)$(FISHCOMPDIR)/bastion-stdio.fish
 
 clean:
 	rm -f $(PROG) src/*.o $(UNIT_TESTS)

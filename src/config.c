@@ -44,6 +44,7 @@ static const struct keyword keywords[] = {
 	{ "FrameSize",			NUM(frame_size, 512, 65536) },
 	{ "LogFile",			STR(log_file) },
 	{ "LogLevel",	KW_LOGLEVEL, FIELD(log_level) },
+	{ "PingInterval",		NUM(ping_interval, 0, 3600) },
 	{ "LoginClientId",		STR(login_client_id) },
 	{ "ManagedIdentityClientId",	STR(mi_client_id) },
 	{ "ManagedIdentityObjectId",	STR(mi_object_id) },
@@ -60,6 +61,7 @@ cfg_init(struct options *o)
 	memset(o, 0, sizeof(*o));
 	o->connect_timeout = CFG_UNSET;
 	o->frame_size = CFG_UNSET;
+	o->ping_interval = CFG_UNSET;
 	o->log_level = CFG_UNSET;
 	o->device_code = CFG_UNSET;
 }
@@ -392,6 +394,8 @@ cfg_finish(struct options *o)
 		o->connect_timeout = 30;
 	if (o->frame_size == CFG_UNSET)
 		o->frame_size = 4096;
+	if (o->ping_interval == CFG_UNSET)
+		o->ping_interval = 30;
 	if (o->log_level == CFG_UNSET)
 		o->log_level = LOG_INFO;
 	if (o->device_code == CFG_UNSET)

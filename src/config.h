@@ -29,6 +29,7 @@ struct options {
 	long	 device_code;		/* yes: sign in from a ProxyCommand */
 	long	 connect_timeout;	/* seconds, for each setup step */
 	long	 frame_size;		/* largest payload sent per frame */
+	long	 ping_interval;		/* seconds between pings; 0: none */
 	long	 log_level;		/* enum log_level */
 
 	/* Derived by cfg_finish(). */

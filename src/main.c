@@ -24,7 +24,7 @@
 #include "login.h"
 #include "misc.h"
 #include "proxy.h"
-#include "session.h"
+#include "relay.h"
 #include "target.h"
 #include "tunnel.h"
 
@@ -181,60 +181,19 @@ ms_since(const struct timespec *t0)
 	    (t1.tv_nsec - t0->tv_nsec) / 1000000;
 }
 
-/* Opens the WebSocket for an established session and relays. */
-static int
-relay(const struct options *o, const struct session *s,
-    struct tunnel_stats *st)
-{
-	struct tunnel_config tc;
-	struct proxy px;
-	char host[256], *url;
-	int r;
-
-	memset(&tc, 0, sizeof(tc));
-	url = xasprintf("https://%s", s->endpoint);
-	r = url_host(url, host, sizeof(host), &tc.port, 443);
-	free(url);
-	if (r == -1) {
-		error("cannot parse the Bastion's dnsName %s", s->endpoint);
-		return EXIT_PROTOCOL;
-	}
-	if ((r = proxy_find(host, &px)) != 0)
-		return r;
-	tc.host = host;
-	tc.path = session_ws_path(s);
-	tc.ca_file = o->ca_file;
-	tc.user_agent = BASTION_STDIO_UA;
-	tc.proxy = &px;
-	tc.frame_size = (size_t)o->frame_size;
-	tc.connect_timeout = o->connect_timeout;
-	tc.signalled = &signalled;
-	r = tunnel_run(&tc, st);
-	explicit_bzero((char *)tc.path, strlen(tc.path));
-	free((char *)tc.path);
-	proxy_free(&px);
-	return r;
-}
-
-/*
- * Every step after the settings.  The session, once created, is deleted
- * whatever happens next.
- */
+/* Every step after the settings. */
 static int
 run(const struct args *a, const struct options *o)
 {
 	struct resource_id bastion_id;
 	struct target tg;
 	struct bastion b;
-	struct session s;
 	struct token tok;
 	struct http h;
-	struct tunnel_stats st;
 	struct timespec t0;
-	int r, r2;
+	int r;
 
 	memset(&b, 0, sizeof(b));
-	memset(&s, 0, sizeof(s));
 	memset(&tok, 0, sizeof(tok));
 	memset(&tg, 0, sizeof(tg));
 	if (o->bastion == NULL) {
@@ -264,24 +223,11 @@ run(const struct args *a, const struct options *o)
 		goto out_http;
 	verbose("Bastion %s at %s (%ld ms)", bastion_id.name, b.dns_name,
 	    ms_since(&t0));
-	if ((r = session_create(&h, b.dns_name, &tg, &tok, &s)) != 0)
-		goto out_http;
-	verbose("session for %s port %d (%ld ms)", tg.resource_id, tg.port,
-	    ms_since(&t0));
-	r = relay(o, &s, &st);
-	/* lws closed fds 0 and 1; keep new sockets from taking them */
-	sanitise_stdfd();
-	verbose("tunnel closed: %llu bytes up, %llu down (%ld ms)",
-	    (unsigned long long)st.bytes_up,
-	    (unsigned long long)st.bytes_down, ms_since(&t0));
-	h.interrupted = NULL;	/* a signal must not stop the clean-up */
-	r2 = session_delete(&h, &s);
-	if (r == 0 && !signalled)
-		r = r2;
+	r = relay_run(&h, o, b.dns_name, &tg, &tok, &signalled);
+	verbose("done (%ld ms)", ms_since(&t0));
 out_http:
 	http_cleanup(&h);
 out:
-	session_free(&s);
 	token_free(&tok);
 	arm_bastion_free(&b);
 	target_free(&tg);

@@ -108,20 +108,25 @@ token_form(struct buf *form, const struct target *tg, const struct token *t)
 
 /*
  * Asks the Bastion at endpoint for a session to the target.  Only 200
- * with all three tokens is success.  Returns 0, or an exit status after
- * reporting the Bastion's own message.
+ * with all three tokens is success.  Returns 0, or an exit status with
+ * the Bastion's own message in why; *retry_in is the wait before another
+ * try is worth it (its 429 and 5xx answers), or -1.  Failures to reach
+ * the Bastion at all are reported here.
  */
 int
 session_create(struct http *h, const char *endpoint,
-    const struct target *tg, const struct token *t, struct session *s)
+    const struct target *tg, const struct token *t, struct session *s,
+    char *why, size_t size, long *retry_in)
 {
 	struct http_request rq = { .method = "POST" };
 	struct http_response rs;
 	struct buf form;
-	char why[512];
+	char msg[400];
 	int r;
 
 	memset(s, 0, sizeof(*s));
+	*retry_in = -1;
+	*why = '\0';
 	buf_init(&form, 2048);
 	token_form(&form, tg, t);
 	rq.body = buf_str(&form);
@@ -131,13 +136,15 @@ session_create(struct http *h, const char *endpoint,
 	buf_free(&form);
 	free((char *)rq.url);
 	if (r == 0 && rs.status != 200) {
-		session_describe_error(buf_str(&rs.body), why, sizeof(why));
-		error("Bastion %s refused a session for %s port %d: %ld %s",
-		    endpoint, tg->ip != NULL ? tg->ip : tg->resource_id,
-		    tg->port, rs.status, why);
+		session_describe_error(buf_str(&rs.body), msg, sizeof(msg));
+		snprintf(why, size, "Bastion %s refused a session for %s port "
+		    "%d: %ld %s", endpoint, tg->ip != NULL ? tg->ip :
+		    tg->resource_id, tg->port, rs.status, msg);
 		r = rs.status == 401 ? EXIT_CREDENTIAL : EXIT_REFUSED;
+		if (rs.status == 429 || rs.status >= 500)
+			*retry_in = rs.retry_after >= 0 ? rs.retry_after : 1;
 	} else if (r == 0 && session_parse(buf_str(&rs.body), s) == -1) {
-		error("Bastion %s answered 200 without authToken, "
+		snprintf(why, size, "Bastion %s answered 200 without authToken, "
 		    "websocketToken and nodeId", endpoint);
 		r = EXIT_PROTOCOL;
 	}

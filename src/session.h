@@ -21,7 +21,7 @@ int	session_parse(const char *body, struct session *s);
 void	session_describe_error(const char *body, char *out, size_t size);
 int	session_create(struct http *h, const char *endpoint,
 	    const struct target *tg, const struct token *t,
-	    struct session *s);
+	    struct session *s, char *why, size_t size, long *retry_in);
 int	session_delete(struct http *h, struct session *s);
 char	*session_ws_path(const struct session *s);
 void	session_free(struct session *s);

@@ -8,30 +8,27 @@
  * while down is.  Every flow-control change and every stdout re-arm is
  * made after lws_service() returns, never inside a callback, because of
  * two libwebsockets 4.1.6 bugs noted where they bite.
+ *
+ * Until the target has sent its first byte, a failed WebSocket may be
+ * retried on a new session: what was sent is kept and replayed.  After
+ * that first byte the stream is live and is never reconnected.
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <libwebsockets.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <stdbool.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
-#include "buf.h"
 #include "log.h"
 #include "misc.h"
-#include "tunnel.h"
+#include "tunnel_int.h"
 
-#define UP_HWM		(64 * 1024)	/* stop reading stdin above */
-#define UP_LWM		(16 * 1024)	/* and resume below */
-#define DOWN_HWM	(128 * 1024)	/* stop reading the socket above */
-#define DOWN_LWM	(32 * 1024)
-#define RX_CHUNK	65536		/* largest piece lws hands us */
 #define DRAIN_SECONDS	5		/* to flush queues once ending */
 
 /*
@@ -41,29 +38,15 @@
  */
 #define WS_PATH_MAX	1900
 
-struct tunnel {
-	const struct tunnel_config *cfg;
-	struct lws_context *ctx;
-	struct lws	*ws, *in, *out;
-	struct buf	 up, down;
-	unsigned char	*txbuf;		/* LWS_PRE + one frame */
-	lws_sorted_usec_list_t deadline;
-	bool		 established, ws_gone, close_sent, closing;
-	bool		 in_eof, in_paused, out_gone, rx_paused;
-	bool		 done;
-	int		 peer_close;	/* close code from the Bastion, or -1 */
-	int		 status;	/* exit status once decided */
-	int		 fd_flags[2];	/* fcntl flags of 0 and 1 to restore */
-	struct tunnel_stats *stats;
-};
-
 /* For the signal handler; one tunnel per process. */
 static struct lws_context *volatile active_ctx;
 
 /* The last error line from libwebsockets, for TLS failures (see below). */
 static char lws_last_error[256];
 
-/* Makes lws_service() return so that a caught signal is acted on. */
+/* Whether lws choked on bytes that are not WebSocket frames. */
+static bool lws_saw_garbage;
+
 void
 tunnel_wake(void)
 {
@@ -77,7 +60,10 @@ tunnel_wake(void)
  * libwebsockets logs through here.  Its lines are too cryptic for users,
  * so they go to debug levels.  Its CONNECTION_ERROR text for every TLS
  * failure is "error:00000001:lib(0)::reason(1)" in 4.1.6; the real reason
- * is in the last error line, which is kept for the user's message.
+ * is in the last error line, which is kept for the user's message.  And
+ * when a Bastion backend answers an HTTP error page after the 101, lws
+ * reads its "HT" as a frame with reserved bits set or a fragmented
+ * control frame; those lines tell us that this is what happened.
  */
 static void
 lws_emit(int level, const char *line)
@@ -87,125 +73,49 @@ lws_emit(int level, const char *line)
 	if (level == LLL_ERR)
 		snprintf(lws_last_error, sizeof(lws_last_error), "%.*s",
 		    (int)n, line);
+	if (strstr(line, "rsv bits") != NULL ||
+	    strstr(line, "can't be fragmented") != NULL ||
+	    strstr(line, "illegal opcode") != NULL)
+		lws_saw_garbage = true;
 	if (level & (LLL_ERR | LLL_WARN))
 		debug2("lws: %.*s", (int)n, line);
 	else
 		debug3("lws: %.*s", (int)n, line);
 }
 
-static void
-restore_flags(struct tunnel *t, int fd)
+/*
+ * Records how the attempt ends: the first verdict stands.  The message
+ * is reported by the caller, which alone knows whether it will retry.
+ */
+void
+tun_finish(struct tunnel *t, int status, bool retryable, const char *fmt,
+    ...)
 {
-	/*
-	 * Adoption set O_NONBLOCK on a file description that ssh or a shell
-	 * may share; it is restored while the fd is still open, since lws
-	 * closes it right after RAW_CLOSE_FILE.
-	 */
-	if (t->fd_flags[fd] != -1)
-		(void)fcntl(fd, F_SETFL, t->fd_flags[fd]);
-}
+	va_list ap;
 
-static void
-finish(struct tunnel *t, int status)
-{
-	if (t->status == 0)
+	if (t->status == 0 && status != 0) {
 		t->status = status;
+		t->retryable = retryable && !t->target_spoke &&
+		    !t->replay_lost && !t->out_gone;
+		va_start(ap, fmt);
+		vsnprintf(t->why, sizeof(t->why), fmt, ap);
+		va_end(ap);
+	}
 	t->closing = true;
 }
 
-/* stdin is readable: queue what fits under the high-water mark. */
-static int
-on_stdin(struct tunnel *t)
-{
-	unsigned char *p;
-	size_t room;
-	ssize_t n;
-
-	if (t->closing || t->up.len >= UP_HWM)
-		return 0;	/* paused after lws_service() returns */
-	room = UP_HWM - t->up.len;
-	p = buf_space(&t->up, room, NULL);
-	n = read(0, p, room);
-	if (n > 0) {
-		buf_commit(&t->up, (size_t)n);
-		t->stats->bytes_up += (uint64_t)n;
-		return 0;
-	}
-	if (n == -1 && (errno == EAGAIN || errno == EINTR))
-		return 0;
-	if (n == -1) {
-		error("cannot read stdin: %s", strerror(errno));
-		finish(t, EXIT_LOCAL_IO);
-	}
-	t->in_eof = true;
-	return -1;	/* lws closes the wsi and the fd */
-}
-
-/*
- * stdin is being closed by lws.  In 4.1.6 (and upstream main) a wsi
- * whose POLLIN is off is closed on POLLHUP although the pipe still holds
- * data: when a paused stdin's writer exits, those bytes would be lost.
- * The fd is still open here, so what is left is read now.  The pipe's
- * capacity bounds it; up grows past its high-water mark to take it.
- */
+/* Keeps what was sent before the target spoke, for a replay. */
 static void
-drain_stdin(struct tunnel *t)
+keep_for_replay(struct tunnel *t, const unsigned char *p, size_t n)
 {
-	unsigned char *p;
-	ssize_t n;
-	int avail;
-
-	while (ioctl(0, FIONREAD, &avail) == 0 && avail > 0) {
-		p = buf_space(&t->up, (size_t)avail, NULL);
-		n = read(0, p, (size_t)avail);
-		if (n <= 0)
-			break;
-		buf_commit(&t->up, (size_t)n);
-		t->stats->bytes_up += (uint64_t)n;
+	if (t->target_spoke || t->replay_lost)
+		return;
+	if (t->sent.len + n > REPLAY_MAX) {
+		t->replay_lost = true;
+		buf_free(&t->sent);
+		return;
 	}
-}
-
-/* stdout can take bytes: write until it would block or down is empty. */
-static int
-on_stdout(struct tunnel *t)
-{
-	ssize_t n;
-
-	while (t->down.len > 0) {
-		n = write(1, t->down.data + t->down.off, t->down.len);
-		if (n > 0) {
-			buf_consume(&t->down, (size_t)n);
-			continue;
-		}
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n == -1 && errno == EAGAIN)
-			break;
-		if (errno != EPIPE)
-			error("cannot write stdout: %s", strerror(errno));
-		t->out_gone = true;
-		return -1;
-	}
-	/*
-	 * Not re-armed here: 4.1.6 clears POLLOUT after this callback and
-	 * would cancel it (fixed upstream in 99f7e572c, v4.4.0).
-	 */
-	return 0;
-}
-
-static void
-on_file_closed(struct tunnel *t, struct lws *wsi)
-{
-	if (wsi == t->in) {
-		drain_stdin(t);
-		restore_flags(t, 0);
-		t->in = NULL;
-		t->in_eof = true;
-	} else if (wsi == t->out) {
-		restore_flags(t, 1);
-		t->out = NULL;
-		t->out_gone = true;
-	}
+	buf_put(&t->sent, p, n);
 }
 
 /* One frame from up per call: lws allows one write per WRITEABLE. */
@@ -214,17 +124,20 @@ on_ws_writeable(struct tunnel *t, struct lws *wsi)
 {
 	size_t n = t->up.len < t->cfg->frame_size ? t->up.len :
 	    t->cfg->frame_size;
+	unsigned char *p = t->up.data + t->up.off;
 
 	/* 4.1.6 may call again after the close began; a second -1 would
 	 * drop the connection without waiting for the close ack. */
 	if (t->close_sent)
 		return 0;
-	if (n > 0) {
-		memcpy(t->txbuf + LWS_PRE, t->up.data + t->up.off, n);
+	if (n > 0 && t->status == 0) {
+		keep_for_replay(t, p, n);
+		/* lws masks in place: the copy keeps up's bytes intact */
+		memcpy(t->txbuf + LWS_PRE, p, n);
 		if (lws_write(wsi, t->txbuf + LWS_PRE, n, LWS_WRITE_BINARY) <
 		    (int)n) {
-			error("cannot send to the Bastion");
-			finish(t, EXIT_TUNNEL);
+			tun_finish(t, EXIT_TUNNEL, false,
+			    "cannot send to the Bastion");
 			return -1;
 		}
 		buf_consume(&t->up, n);
@@ -238,15 +151,52 @@ on_ws_writeable(struct tunnel *t, struct lws *wsi)
 	return 0;
 }
 
-static struct lws *
-adopt(struct tunnel *t, struct lws *ws, int fd)
+static void
+on_receive(struct tunnel *t, const void *in, size_t len)
 {
-	lws_sock_file_fd_type desc;
+	/* Text and fragments alike are stream bytes.  Receive flow control
+	 * is not touched here: see apply_flow(). */
+	buf_put(&t->down, in, len);
+	t->stats.bytes_down += len;
+	if (len > 0 && !t->target_spoke) {
+		t->target_spoke = true;
+		buf_free(&t->sent);
+		lws_sul_cancel(&t->deadline);	/* the first-byte wait */
+	}
+}
 
-	desc.filefd = fd;
-	t->fd_flags[fd] = fcntl(fd, F_GETFL);
-	return lws_adopt_descriptor_vhost(lws_get_vhost(ws),
-	    LWS_ADOPT_RAW_FILE_DESC, desc, "tunnel", NULL);
+static void
+on_deadline(lws_sorted_usec_list_t *sul)
+{
+	struct tunnel *t = lws_container_of(sul, struct tunnel, deadline);
+	long secs = t->cfg->connect_timeout;
+
+	switch (t->deadline_kind) {
+	case DL_CONNECT:
+		tun_finish(t, EXIT_NETWORK, false, "no WebSocket connection "
+		    "to Bastion %s within %ld s (ConnectTimeout)",
+		    t->cfg->host, secs);
+		break;
+	case DL_FIRST_BYTE:
+		/* the 101-then-silence failure: a new session may work */
+		tun_finish(t, EXIT_PROTOCOL, true, "Bastion %s opened the "
+		    "WebSocket but relayed nothing for %ld s (ConnectTimeout)",
+		    t->cfg->host, secs);
+		break;
+	case DL_DRAIN:
+		debug("gave up flushing after %d s", DRAIN_SECONDS);
+		break;
+	}
+	t->done = true;
+	lws_cancel_service(t->ctx);
+}
+
+static void
+set_deadline(struct tunnel *t, enum deadline kind, long seconds)
+{
+	t->deadline_kind = kind;
+	lws_sul_schedule(t->ctx, 0, &t->deadline, on_deadline,
+	    seconds * LWS_US_PER_SEC);
 }
 
 /* The upgrade succeeded: start relaying. */
@@ -256,18 +206,19 @@ on_established(struct tunnel *t, struct lws *ws)
 	int one = 1;
 
 	t->established = true;
-	t->stats->established = 1;
+	t->last_pong = time(NULL);
 	verbose("tunnel open to %s port %d", t->cfg->host, t->cfg->port);
 	(void)setsockopt(lws_get_socket_fd(ws), IPPROTO_TCP, TCP_NODELAY,
 	    &one, sizeof(one));
-	if ((t->in = adopt(t, ws, 0)) == NULL ||
-	    (t->out = adopt(t, ws, 1)) == NULL) {
-		error("cannot poll stdin and stdout");
-		finish(t, EXIT_LOCAL_IO);
+	if (!t->adopted && !tun_adopt_stdio(t, ws)) {
+		tun_finish(t, EXIT_LOCAL_IO, false,
+		    "cannot poll stdin and stdout");
 		return 0;
 	}
-	/* A tty on fd 1 is readable when the user types; never read it. */
-	lws_rx_flow_control(t->out, 0);
+	if (!t->target_spoke)
+		set_deadline(t, DL_FIRST_BYTE, t->cfg->connect_timeout);
+	else
+		lws_sul_cancel(&t->deadline);
 	return 0;
 }
 
@@ -277,20 +228,15 @@ on_connect_error(struct tunnel *t, struct lws *ws, const char *why)
 {
 	int status = (int)lws_http_client_http_response(ws);
 
-	if (status > 0) {
-		error("Bastion %s refused the WebSocket: HTTP %d instead of "
-		    "101", t->cfg->host, status);
-		finish(t, status == 401 || status == 403 ? EXIT_REFUSED :
-		    EXIT_PROTOCOL);
-	} else if (lws_last_error[0] != '\0') {
-		error("cannot connect to Bastion %s port %d: %s",
-		    t->cfg->host, t->cfg->port, lws_last_error);
-		finish(t, EXIT_NETWORK);
-	} else {
-		error("cannot connect to Bastion %s port %d: %s",
-		    t->cfg->host, t->cfg->port, why ? why : "unknown error");
-		finish(t, EXIT_NETWORK);
-	}
+	if (status > 0)
+		tun_finish(t, status == 401 || status == 403 ? EXIT_REFUSED :
+		    EXIT_PROTOCOL, true, "Bastion %s refused the WebSocket: "
+		    "HTTP %d instead of 101", t->cfg->host, status);
+	else
+		tun_finish(t, EXIT_NETWORK, false, "cannot connect to Bastion "
+		    "%s port %d: %s", t->cfg->host, t->cfg->port,
+		    lws_last_error[0] != '\0' ? lws_last_error :
+		    why != NULL ? why : "unknown error");
 	t->ws = NULL;
 	t->ws_gone = true;
 }
@@ -299,6 +245,8 @@ on_connect_error(struct tunnel *t, struct lws *ws, const char *why)
 static void
 on_ws_closed(struct tunnel *t)
 {
+	long silent = (long)(time(NULL) - t->last_pong);
+
 	t->ws = NULL;
 	t->ws_gone = true;
 	if (t->close_sent)
@@ -306,15 +254,23 @@ on_ws_closed(struct tunnel *t)
 	else if (t->peer_close == LWS_CLOSE_STATUS_NORMAL ||
 	    t->peer_close == LWS_CLOSE_STATUS_GOINGAWAY)
 		debug("Bastion closed the tunnel (code %d)", t->peer_close);
-	else if (t->peer_close >= 0) {
-		error("Bastion closed the tunnel with code %d",
-		    t->peer_close);
-		finish(t, EXIT_TUNNEL);
-	} else {
-		error("connection to Bastion %s lost", t->cfg->host);
-		finish(t, EXIT_TUNNEL);
-	}
+	else if (t->peer_close >= 0)
+		tun_finish(t, EXIT_TUNNEL, false, "Bastion closed the tunnel "
+		    "with code %d", t->peer_close);
+	else if (lws_saw_garbage && !t->target_spoke)
+		tun_finish(t, EXIT_PROTOCOL, true, "Bastion %s answered the "
+		    "upgrade with 101, then sent an HTTP response instead of "
+		    "WebSocket frames", t->cfg->host);
+	else if (t->cfg->ping_interval > 0 &&
+	    silent >= 2 * t->cfg->ping_interval)
+		tun_finish(t, EXIT_TUNNEL, false, "no answer from Bastion %s "
+		    "for %ld s (PingInterval %ld)", t->cfg->host, silent,
+		    t->cfg->ping_interval);
+	else
+		tun_finish(t, EXIT_TUNNEL, !t->target_spoke, "connection to "
+		    "Bastion %s lost", t->cfg->host);
 	t->closing = true;
+	lws_cancel_service(t->ctx);
 }
 
 static int
@@ -349,10 +305,10 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 	case LWS_CALLBACK_CLIENT_HTTP_REDIRECT:
 		return -1;	/* the path carries the websocketToken */
 	case LWS_CALLBACK_CLIENT_RECEIVE:
-		/* Text and fragments alike are stream bytes.  Receive flow
-		 * control is not touched here: see apply_flow(). */
-		buf_put(&t->down, in, len);
-		t->stats->bytes_down += len;
+		on_receive(t, in, len);
+		return 0;
+	case LWS_CALLBACK_CLIENT_RECEIVE_PONG:
+		t->last_pong = time(NULL);
 		return 0;
 	case LWS_CALLBACK_CLIENT_WRITEABLE:
 		return on_ws_writeable(t, wsi);
@@ -362,40 +318,25 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 	case LWS_CALLBACK_CLIENT_CLOSED:
 		on_ws_closed(t);
 		return 0;
+	case LWS_CALLBACK_WSI_DESTROY:
+		if (wsi == t->ws) {	/* killed without CLOSED */
+			t->ws = NULL;
+			t->ws_gone = true;
+		}
+		return 0;
 	case LWS_CALLBACK_RAW_RX_FILE:
 		if (wsi == t->in)
-			return on_stdin(t);
+			return tun_on_stdin(t);
 		lws_rx_flow_control(wsi, 0);
 		return 0;
 	case LWS_CALLBACK_RAW_WRITEABLE_FILE:
-		return wsi == t->out ? on_stdout(t) : 0;
+		return wsi == t->out ? tun_on_stdout(t) : 0;
 	case LWS_CALLBACK_RAW_CLOSE_FILE:
-		on_file_closed(t, wsi);
+		tun_on_file_closed(t, wsi);
 		return 0;
 	default:
 		return 0;
 	}
-}
-
-static void
-on_deadline(lws_sorted_usec_list_t *sul)
-{
-	struct tunnel *t = lws_container_of(sul, struct tunnel, deadline);
-
-	if (!t->established) {
-		error("no WebSocket connection to Bastion %s within %ld s "
-		    "(ConnectTimeout)", t->cfg->host, t->cfg->connect_timeout);
-		finish(t, EXIT_NETWORK);
-	} else
-		debug("gave up flushing after %d s", DRAIN_SECONDS);
-	t->done = true;
-}
-
-static void
-set_deadline(struct tunnel *t, long seconds)
-{
-	lws_sul_schedule(t->ctx, 0, &t->deadline, on_deadline,
-	    seconds * LWS_US_PER_SEC);
 }
 
 /*
@@ -407,16 +348,7 @@ set_deadline(struct tunnel *t, long seconds)
 static void
 apply_flow(struct tunnel *t)
 {
-	bool stop_in = t->closing || t->up.len >= UP_HWM;
-
-	if (t->in != NULL && !t->in_paused && stop_in) {
-		lws_rx_flow_control(t->in, 0);
-		t->in_paused = true;
-	} else if (t->in != NULL && t->in_paused && !t->closing &&
-	    t->up.len < UP_LWM) {
-		lws_rx_flow_control(t->in, 1);
-		t->in_paused = false;
-	}
+	tun_apply_stdin_flow(t);
 	if (t->ws == NULL)
 		return;
 	if (!t->rx_paused && t->down.len > DOWN_HWM) {
@@ -428,12 +360,10 @@ apply_flow(struct tunnel *t)
 	}
 }
 
-/* Decides, after each service round, what the loop must do next. */
+/* Why the relay should wind down, if it should. */
 static void
-after_service(struct tunnel *t)
+check_ends(struct tunnel *t)
 {
-	bool was_closing = t->closing;
-
 	if (*t->cfg->signalled && !t->closing) {
 		debug("signal %d: closing the tunnel", (int)*t->cfg->signalled);
 		t->closing = true;
@@ -444,49 +374,39 @@ after_service(struct tunnel *t)
 	}
 	if (t->out_gone)
 		buf_reset(&t->down);	/* nobody to deliver to */
-	if (t->in_eof && t->up.len == 0 && !t->closing) {
+	if (t->in_eof && t->up.len == 0 && !t->closing && t->established) {
 		debug("stdin closed: closing the tunnel");
 		t->closing = true;
 	}
+}
+
+/* Decides, after each service round, what the loop must do next. */
+static void
+after_service(struct tunnel *t)
+{
+	bool was_closing = t->closing;
+
+	check_ends(t);
 	if (!t->established && (t->closing || t->ws_gone)) {
 		t->done = true;
 		return;
 	}
-	if (t->closing && !was_closing)
-		set_deadline(t, DRAIN_SECONDS);
+	if (t->closing && !was_closing && t->deadline_kind != DL_DRAIN)
+		set_deadline(t, DL_DRAIN, DRAIN_SECONDS);
 	apply_flow(t);
 	if (t->ws != NULL && (t->up.len > 0 || t->closing))
 		lws_callback_on_writable(t->ws);
 	if (t->out != NULL && t->down.len > 0)
 		lws_callback_on_writable(t->out);
-	if (t->ws_gone && (t->down.len == 0 || t->out == NULL))
+	if (t->ws_gone && (t->down.len == 0 || t->out == NULL ||
+	    t->retryable))
 		t->done = true;
 }
 
-static void
-relay_round(struct tunnel *t)
-{
-	bool was_established = t->established;
-
-	lws_service(t->ctx, 0);
-	after_service(t);
-	/* the connect deadline ends; the drain deadline starts on close */
-	if (t->established && !was_established)
-		lws_sul_cancel(&t->deadline);
-}
 
 static const struct lws_protocols protocols[] = {
 	{ "tunnel", callback, 0, RX_CHUNK, 0, NULL, 0 },
 	{ NULL, NULL, 0, 0, 0, NULL, 0 }
-};
-
-/*
- * No pings: whether the Bastion answers them is not known, and lws's
- * default policy would hang up an idle tunnel after 310 s without a pong.
- */
-static const lws_retry_bo_t no_pings = {
-	.secs_since_valid_ping = 0,
-	.secs_since_valid_hangup = 0,
 };
 
 /* The lowest descriptor number that is free now. */
@@ -536,8 +456,62 @@ create_context(struct tunnel *t)
 	return lws_create_context(&info);
 }
 
-static int
-connect_ws(struct tunnel *t)
+static void
+set_lws_logging(void)
+{
+	int levels = LLL_ERR | LLL_WARN | LLL_NOTICE | LLL_INFO;
+
+	lws_set_log_level(levels, lws_emit);
+}
+
+/*
+ * Sets up the context; stdin and stdout join it with the first open
+ * WebSocket.  NULL after reporting an error.
+ */
+struct tunnel *
+tunnel_open(const struct tunnel_config *tc)
+{
+	struct tunnel *t = xcalloc(1, sizeof(*t));
+
+	t->cfg = tc;
+	t->fd_flags[0] = t->fd_flags[1] = -1;
+	buf_init(&t->up, 2 * UP_HWM);
+	buf_init(&t->down, DOWN_HWM + 2 * RX_CHUNK);
+	buf_init(&t->sent, 0);
+	t->txbuf = xmalloc(LWS_PRE + tc->frame_size);
+	/* lws's default policy pings after 300 s and hangs up at 310 s */
+	t->pings.secs_since_valid_ping = (uint16_t)tc->ping_interval;
+	t->pings.secs_since_valid_hangup = (uint16_t)(2 * tc->ping_interval);
+	set_lws_logging();
+	if ((t->ctx = create_context(t)) == NULL) {
+		error("cannot create the libwebsockets context");
+		tunnel_close(t, NULL);
+		return NULL;
+	}
+	active_ctx = t->ctx;
+	return t;
+}
+
+/* Ends the relay: closes stdin and stdout (lws owns them once adopted). */
+void
+tunnel_close(struct tunnel *t, struct tunnel_stats *st)
+{
+	if (t == NULL)
+		return;
+	active_ctx = NULL;
+	if (t->ctx != NULL)
+		lws_context_destroy(t->ctx);
+	if (st != NULL)
+		*st = t->stats;
+	buf_free(&t->up);
+	buf_free(&t->down);
+	buf_free(&t->sent);
+	free(t->txbuf);
+	free(t);
+}
+
+static void
+connect_ws(struct tunnel *t, const char *path)
 {
 	const struct tunnel_config *tc = t->cfg;
 	struct lws_client_connect_info ci;
@@ -547,74 +521,92 @@ connect_ws(struct tunnel *t)
 	ci.address = tc->host;
 	ci.host = tc->host;
 	ci.port = tc->port;
-	ci.path = tc->path;
+	ci.path = path;
 	ci.ssl_connection = LCCSCF_USE_SSL | LCCSCF_HTTP_NO_FOLLOW_REDIRECT;
 	/* 4.1 has no WebSocket over h2; offering h2 never connects */
 	ci.alpn = "http/1.1";
 	ci.local_protocol_name = "tunnel";
-	ci.retry_and_idle_policy = &no_pings;
+	ci.retry_and_idle_policy = &t->pings;
 	ci.pwsi = &t->ws;
 	if (lws_client_connect_via_info(&ci) == NULL && !t->ws_gone) {
-		error("cannot connect to Bastion %s port %d: %s", tc->host,
-		    tc->port, lws_last_error[0] ? lws_last_error :
-		    "libwebsockets refused the connection");
-		return EXIT_NETWORK;
+		tun_finish(t, EXIT_NETWORK, false, "cannot connect to Bastion "
+		    "%s port %d: %s", tc->host, tc->port, lws_last_error[0] ?
+		    lws_last_error : "libwebsockets refused the connection");
+		t->ws_gone = true;
 	}
-	return 0;
 }
 
+/* A new attempt starts with what the last one sent, then the rest. */
 static void
-set_lws_logging(void)
+start_attempt(struct tunnel *t)
 {
-	int levels = LLL_ERR | LLL_WARN;
+	struct buf both;
 
-	if (log_get_level() >= LOG_DEBUG3)
-		levels |= LLL_NOTICE | LLL_INFO;
-	lws_set_log_level(levels, lws_emit);
+	if (t->sent.len > 0) {
+		buf_init(&both, t->sent.len + t->up.len);
+		buf_put(&both, t->sent.data + t->sent.off, t->sent.len);
+		buf_put(&both, t->up.data + t->up.off, t->up.len);
+		buf_free(&t->up);
+		t->up = both;
+		buf_reset(&t->sent);
+	}
+	t->ws = NULL;
+	t->established = t->ws_gone = t->close_sent = t->closing = false;
+	t->rx_paused = t->done = t->retryable = false;
+	t->peer_close = -1;
+	t->status = 0;
+	t->why[0] = '\0';
+	lws_last_error[0] = '\0';
+	lws_saw_garbage = false;
+	set_deadline(t, DL_CONNECT, t->cfg->connect_timeout);
 }
 
 /*
- * Opens the WebSocket and relays until either side ends, then flushes
- * what was already read to the other side, within DRAIN_SECONDS.
- * Returns 0 for a clean end, or an exit status after reporting why not.
- * stdin and stdout are closed on return (lws owns them once adopted).
+ * A WebSocket left open by a deadline is dropped before the next try,
+ * within a second; a final attempt leaves it to tunnel_close().
+ */
+static void
+drop_ws(struct tunnel *t)
+{
+	struct timespec pause = { 0, 10 * 1000 * 1000 };
+	int rounds;
+
+	lws_sul_cancel(&t->deadline);
+	if (t->ws == NULL || !t->retryable)
+		return;
+	/* lws_wsi_close() ignores its wsi in 4.1.6; set the timeout here */
+	lws_set_timeout(t->ws, 1, LWS_TO_KILL_ASYNC);
+	for (rounds = 0; t->ws != NULL && rounds < 100; rounds++) {
+		lws_service(t->ctx, -1);
+		nanosleep(&pause, NULL);
+	}
+	t->ws = NULL;
+}
+
+/*
+ * Relays over one WebSocket at path until either side ends.  Returns 0
+ * for a clean end, or an exit status with why filled in; *retryable says
+ * whether a new session may still succeed (nothing came back yet).
  */
 int
-tunnel_run(const struct tunnel_config *tc, struct tunnel_stats *st)
+tunnel_attempt(struct tunnel *t, const char *path, bool *retryable,
+    char *why, size_t size)
 {
-	struct tunnel t;
-
-	if (strlen(tc->path) > WS_PATH_MAX) {
-		error("the Bastion's websocketToken is %zu bytes long; "
-		    "libwebsockets 4.1 cannot send more than %d",
-		    strlen(tc->path), WS_PATH_MAX);
+	*retryable = false;
+	if (strlen(path) > WS_PATH_MAX) {
+		snprintf(why, size, "the Bastion's websocketToken is %zu bytes "
+		    "long; libwebsockets 4.1 cannot send more than %d",
+		    strlen(path), WS_PATH_MAX);
 		return EXIT_PROTOCOL;
 	}
-	memset(&t, 0, sizeof(t));
-	memset(st, 0, sizeof(*st));
-	t.cfg = tc;
-	t.stats = st;
-	t.peer_close = -1;
-	t.fd_flags[0] = t.fd_flags[1] = -1;
-	buf_init(&t.up, 2 * UP_HWM);
-	buf_init(&t.down, DOWN_HWM + 2 * RX_CHUNK);
-	t.txbuf = xmalloc(LWS_PRE + tc->frame_size);
-	lws_last_error[0] = '\0';
-	set_lws_logging();
-	if ((t.ctx = create_context(&t)) == NULL) {
-		error("cannot create the libwebsockets context");
-		t.status = EXIT_LOCAL_IO;
-	} else {
-		active_ctx = t.ctx;
-		set_deadline(&t, tc->connect_timeout);
-		if ((t.status = connect_ws(&t)) == 0)
-			while (!t.done)
-				relay_round(&t);
-		active_ctx = NULL;
-		lws_context_destroy(t.ctx);
+	start_attempt(t);
+	connect_ws(t, path);
+	while (!t->done) {
+		lws_service(t->ctx, 0);
+		after_service(t);
 	}
-	buf_free(&t.up);
-	buf_free(&t.down);
-	free(t.txbuf);
-	return t.status;
+	drop_ws(t);
+	*retryable = t->status != 0 && t->retryable && !*t->cfg->signalled;
+	snprintf(why, size, "%s", t->why);
+	return t->status;
 }

@@ -14,15 +14,17 @@ expect_eq $RC 5 "status for an unknown Bastion"
 expect_match "$T/err" "cannot read Bastion .*bh-testx from ARM: 404 ResourceNotFound" \
     "unknown Bastion message"
 
-# The Bastion's known quirk: 500 with a JSON message.
-emu_faults '{"token_status": {"status": 500, "body": {"message": "Unexpected internal error"}, "count": 1}}'
+# The Bastion's known quirk: 500 with a JSON message.  Server errors are
+# retried on a new session, so this one comes back three times.
+emu_faults '{"token_status": {"status": 500, "body": {"message": "Unexpected internal error"}, "count": 3}}'
 run_bs vm1 22 </dev/null
 expect_eq $RC 5 "status for a 500"
-expect_match "$T/err" '500 Unexpected internal error' "500 message"
+expect_match "$T/err" '500 Unexpected internal error \(attempt 3 of 3\)' \
+    "500 message"
 expect_eq "$(wc -l <"$T/err")" 1 "one line for a 500"
 
 # An HTML error page shows no markup.
-emu_faults '{"token_status": {"status": 502, "body": "<html><body>Bad gateway</body></html>", "content_type": "text/html", "count": 1}}'
+emu_faults '{"token_status": {"status": 502, "body": "<html><body>Bad gateway</body></html>", "content_type": "text/html", "count": 3}}'
 run_bs vm1 22 </dev/null
 expect_eq $RC 5 "status for an HTML 502"
 expect_match "$T/err" '502 no error message' "HTML 502 message"
@@ -43,7 +45,7 @@ expect_match "$T/err" 'answered 200 without authToken, websocketToken and nodeId
 emu_faults '{"ws_status": {"status": 404, "body": {"message": "not found"}}}'
 run_bs vm1 22 </dev/null
 expect_eq $RC 7 "status for an upgrade 404"
-expect_match "$T/err" 'refused the WebSocket: HTTP 404 instead of 101'
+expect_match "$T/err" 'refused the WebSocket: HTTP 404 instead of 101 \(attempt 3 of 3\)'
 emu_faults '{"ws_status": null}'
 expect_no_sessions
 

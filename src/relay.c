@@ -1,0 +1,140 @@
+/*
+ * The connection's life after ARM: a session from the Bastion, a
+ * WebSocket on it, the relay, and the session's deletion.  Until the
+ * target has sent a byte, a failure the Bastion may not repeat (its 429
+ * and 5xx answers, an upgrade refused, an HTTP page or silence after the
+ * 101) is retried on a fresh session, replaying what stdin had sent.
+ * Every session is deleted, failed ones included.
+ */
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "misc.h"
+#include "proxy.h"
+#include "relay.h"
+#include "session.h"
+#include "tunnel.h"
+
+#define ATTEMPTS	3
+
+/* The WebSocket's settings, from the options and the data plane host. */
+static int
+tunnel_settings(const struct options *o, const char *endpoint,
+    struct tunnel_config *tc, char *host, size_t size, struct proxy *px)
+{
+	char *url = xasprintf("https://%s", endpoint);
+	int r;
+
+	memset(tc, 0, sizeof(*tc));
+	memset(px, 0, sizeof(*px));
+	r = url_host(url, host, size, &tc->port, 443);
+	free(url);
+	if (r == -1) {
+		error("cannot parse the Bastion's dnsName %s", endpoint);
+		return EXIT_PROTOCOL;
+	}
+	if ((r = proxy_find(host, px)) != 0)
+		return r;
+	tc->host = host;
+	tc->ca_file = o->ca_file;
+	tc->user_agent = BASTION_STDIO_UA;
+	tc->proxy = px;
+	tc->frame_size = (size_t)o->frame_size;
+	tc->connect_timeout = o->connect_timeout;
+	tc->ping_interval = o->ping_interval;
+	return 0;
+}
+
+/*
+ * One session and one WebSocket on it.  When no other attempt will
+ * follow, the tunnel is closed (*tp becomes NULL) before the session is
+ * deleted, so that ssh sees EOF without waiting for the DELETE.
+ */
+static int
+attempt(struct http *h, struct tunnel **tp, struct tunnel_stats *st,
+    const char *endpoint, const struct target *tg, const struct token *tok,
+    char *why, size_t size, long *retry_in)
+{
+	volatile sig_atomic_t *saved;
+	struct session s;
+	bool retryable;
+	char *path;
+	int r;
+
+	if ((r = session_create(h, endpoint, tg, tok, &s, why, size,
+	    retry_in)) != 0)
+		return r;
+	verbose("session for %s port %d", tg->resource_id, tg->port);
+	path = session_ws_path(&s);
+	r = tunnel_attempt(*tp, path, &retryable, why, size);
+	explicit_bzero(path, strlen(path));
+	free(path);
+	*retry_in = retryable ? 1 : -1;
+	if (r == 0 || !retryable) {
+		tunnel_close(*tp, st);
+		*tp = NULL;
+		/* lws closed fds 0 and 1; keep new sockets from taking them */
+		sanitise_stdfd();
+	}
+	saved = h->interrupted;
+	h->interrupted = NULL;	/* a signal must not stop the clean-up */
+	(void)session_delete(h, &s);
+	h->interrupted = saved;
+	session_free(&s);
+	return r;
+}
+
+/*
+ * Runs the attempts; returns 0 for a clean end or an exit status after
+ * reporting the last attempt's failure.
+ */
+int
+relay_run(struct http *h, const struct options *o, const char *endpoint,
+    const struct target *tg, const struct token *tok,
+    volatile sig_atomic_t *signalled)
+{
+	struct tunnel_config tc;
+	struct tunnel_stats st = { 0, 0 };
+	struct tunnel *t;
+	struct proxy px;
+	char host[256], why[512];
+	long retry_in;
+	int r, n;
+
+	if ((r = tunnel_settings(o, endpoint, &tc, host, sizeof(host),
+	    &px)) != 0)
+		return r;
+	tc.signalled = signalled;
+	if ((t = tunnel_open(&tc)) == NULL) {
+		proxy_free(&px);
+		return EXIT_LOCAL_IO;
+	}
+	for (n = 1;; n++) {
+		why[0] = '\0';
+		r = attempt(h, &t, &st, endpoint, tg, tok, why, sizeof(why),
+		    &retry_in);
+		if (r == 0 || retry_in < 0 || n == ATTEMPTS || *signalled)
+			break;
+		verbose("attempt %d: %s; trying a new session in %ld s", n, why,
+		    retry_in);
+		sleep((unsigned)(retry_in > o->connect_timeout ?
+		    o->connect_timeout : retry_in));
+	}
+	tunnel_close(t, &st);
+	sanitise_stdfd();
+	if (r != 0 && why[0] != '\0' && !*signalled) {
+		if (n > 1)
+			error("%s (attempt %d of %d)", why, n, n);
+		else
+			error("%s", why);
+	}
+	verbose("tunnel closed: %llu bytes up, %llu down",
+	    (unsigned long long)st.bytes_up,
+	    (unsigned long long)st.bytes_down);
+	proxy_free(&px);
+	return r;
+}

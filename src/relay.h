@@ -1,0 +1,16 @@
+/* Sessions and WebSockets to the target, with retries during set-up. */
+#ifndef RELAY_H
+#define RELAY_H
+
+#include <signal.h>
+
+#include "config.h"
+#include "entra.h"
+#include "http.h"
+#include "target.h"
+
+int	relay_run(struct http *h, const struct options *o,
+	    const char *endpoint, const struct target *tg,
+	    const struct token *tok, volatile sig_atomic_t *signalled);
+
+#endif

@@ -1,0 +1,59 @@
+/*
+ * The tunnel's state, shared by tunnel.c (the WebSocket and the attempt
+ * loop) and tunnel_stdio.c (stdin and stdout).  Not for other modules.
+ */
+#ifndef TUNNEL_INT_H
+#define TUNNEL_INT_H
+
+#include <libwebsockets.h>
+#include <stdbool.h>
+#include <time.h>
+
+#include "buf.h"
+#include "tunnel.h"
+
+#define UP_HWM		(64 * 1024)	/* stop reading stdin above */
+#define UP_LWM		(16 * 1024)	/* and resume below */
+#define DOWN_HWM	(128 * 1024)	/* stop reading the socket above */
+#define DOWN_LWM	(32 * 1024)
+#define RX_CHUNK	65536		/* largest piece lws hands us */
+#define REPLAY_MAX	(256 * 1024)	/* sent before the target spoke */
+
+enum deadline { DL_CONNECT, DL_FIRST_BYTE, DL_DRAIN };
+
+struct tunnel {
+	const struct tunnel_config *cfg;
+	struct lws_context *ctx;
+	struct lws	*ws, *in, *out;
+	struct buf	 up, down;
+	struct buf	 sent;		/* up bytes kept for a replay */
+	unsigned char	*txbuf;		/* LWS_PRE + one frame */
+	lws_retry_bo_t	 pings;
+	lws_sorted_usec_list_t deadline;
+	enum deadline	 deadline_kind;
+	struct tunnel_stats stats;
+	int		 fd_flags[2];	/* fcntl flags of 0 and 1 to restore */
+
+	/* stdin and stdout: for the whole process */
+	bool		 adopted, in_eof, in_paused, out_gone;
+	bool		 target_spoke;	/* a byte came from the target */
+	bool		 replay_lost;	/* sent overflowed REPLAY_MAX */
+
+	/* this attempt's WebSocket */
+	bool		 established, ws_gone, close_sent, closing;
+	bool		 rx_paused, done, retryable;
+	int		 peer_close;	/* close code from the Bastion, or -1 */
+	time_t		 last_pong;
+	int		 status;	/* exit status once decided */
+	char		 why[400];	/* and why, for the caller to report */
+};
+
+void	tun_finish(struct tunnel *t, int status, bool retryable,
+	    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+bool	tun_adopt_stdio(struct tunnel *t, struct lws *ws);
+int	tun_on_stdin(struct tunnel *t);
+int	tun_on_stdout(struct tunnel *t);
+void	tun_on_file_closed(struct tunnel *t, struct lws *wsi);
+void	tun_apply_stdin_flow(struct tunnel *t);
+
+#endif

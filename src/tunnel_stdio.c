@@ -1,0 +1,164 @@
+/*
+ * The tunnel's local side: stdin and stdout, adopted by libwebsockets as
+ * raw-file descriptors once the first WebSocket is open, and kept across
+ * set-up attempts.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "misc.h"
+#include "tunnel_int.h"
+
+static struct lws *
+adopt(struct tunnel *t, struct lws *ws, int fd)
+{
+	lws_sock_file_fd_type desc;
+
+	desc.filefd = fd;
+	t->fd_flags[fd] = fcntl(fd, F_GETFL);
+	return lws_adopt_descriptor_vhost(lws_get_vhost(ws),
+	    LWS_ADOPT_RAW_FILE_DESC, desc, "tunnel", NULL);
+}
+
+/* Puts stdin and stdout into the poll loop; false if lws refused. */
+bool
+tun_adopt_stdio(struct tunnel *t, struct lws *ws)
+{
+	t->adopted = true;
+	if ((t->in = adopt(t, ws, 0)) == NULL ||
+	    (t->out = adopt(t, ws, 1)) == NULL)
+		return false;
+	/* A tty on fd 1 is readable when the user types; never read it. */
+	lws_rx_flow_control(t->out, 0);
+	return true;
+}
+
+static void
+restore_flags(struct tunnel *t, int fd)
+{
+	/*
+	 * Adoption set O_NONBLOCK on a file description that ssh or a shell
+	 * may share; it is restored while the fd is still open, since lws
+	 * closes it right after RAW_CLOSE_FILE.
+	 */
+	if (t->fd_flags[fd] != -1)
+		(void)fcntl(fd, F_SETFL, t->fd_flags[fd]);
+}
+
+/* stdin is readable: queue what fits under the high-water mark. */
+int
+tun_on_stdin(struct tunnel *t)
+{
+	unsigned char *p;
+	size_t room;
+	ssize_t n;
+
+	if (t->closing || t->ws == NULL || t->up.len >= UP_HWM)
+		return 0;	/* paused after lws_service() returns */
+	room = UP_HWM - t->up.len;
+	p = buf_space(&t->up, room, NULL);
+	n = read(0, p, room);
+	if (n > 0) {
+		buf_commit(&t->up, (size_t)n);
+		t->stats.bytes_up += (uint64_t)n;
+		return 0;
+	}
+	if (n == -1 && (errno == EAGAIN || errno == EINTR))
+		return 0;
+	if (n == -1)
+		tun_finish(t, EXIT_LOCAL_IO, false, "cannot read stdin: %s",
+		    strerror(errno));
+	t->in_eof = true;
+	return -1;	/* lws closes the wsi and the fd */
+}
+
+/*
+ * stdin is being closed by lws.  In 4.1.6 (and upstream main) a wsi
+ * whose POLLIN is off is closed on POLLHUP although the pipe still holds
+ * data: when a paused stdin's writer exits, those bytes would be lost.
+ * The fd is still open here, so what is left is read now.  The pipe's
+ * capacity bounds it; up grows past its high-water mark to take it.
+ */
+static void
+drain_stdin(struct tunnel *t)
+{
+	unsigned char *p;
+	ssize_t n;
+	int avail;
+
+	while (ioctl(0, FIONREAD, &avail) == 0 && avail > 0) {
+		p = buf_space(&t->up, (size_t)avail, NULL);
+		n = read(0, p, (size_t)avail);
+		if (n <= 0)
+			break;
+		buf_commit(&t->up, (size_t)n);
+		t->stats.bytes_up += (uint64_t)n;
+	}
+}
+
+/* stdout can take bytes: write until it would block or down is empty. */
+int
+tun_on_stdout(struct tunnel *t)
+{
+	ssize_t n;
+
+	while (t->down.len > 0) {
+		n = write(1, t->down.data + t->down.off, t->down.len);
+		if (n > 0) {
+			buf_consume(&t->down, (size_t)n);
+			continue;
+		}
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1 && errno == EAGAIN)
+			break;
+		if (errno != EPIPE)
+			tun_finish(t, EXIT_LOCAL_IO, false,
+			    "cannot write stdout: %s", strerror(errno));
+		t->out_gone = true;
+		return -1;
+	}
+	/*
+	 * Not re-armed here: 4.1.6 clears POLLOUT after this callback and
+	 * would cancel it (fixed upstream in 99f7e572c, v4.4.0).
+	 */
+	return 0;
+}
+
+void
+tun_on_file_closed(struct tunnel *t, struct lws *wsi)
+{
+	if (wsi == t->in) {
+		drain_stdin(t);
+		restore_flags(t, 0);
+		t->in = NULL;
+		t->in_eof = true;
+	} else if (wsi == t->out) {
+		restore_flags(t, 1);
+		t->out = NULL;
+		t->out_gone = true;
+	}
+}
+
+/* stdin is read only while there is a WebSocket to send to and room. */
+void
+tun_apply_stdin_flow(struct tunnel *t)
+{
+	bool stop = t->closing || t->ws == NULL || !t->established ||
+	    t->up.len >= UP_HWM;
+
+	if (t->in == NULL)
+		return;
+	if (!t->in_paused && stop) {
+		lws_rx_flow_control(t->in, 0);
+		t->in_paused = true;
+	} else if (t->in_paused && !stop && t->up.len < UP_LWM) {
+		lws_rx_flow_control(t->in, 1);
+		t->in_paused = false;
+	}
+}
