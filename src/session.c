@@ -144,8 +144,8 @@ session_create(struct http *h, const char *endpoint,
 		if (rs.status == 429 || rs.status >= 500)
 			*retry_in = rs.retry_after >= 0 ? rs.retry_after : 1;
 	} else if (r == 0 && session_parse(buf_str(&rs.body), s) == -1) {
-		snprintf(why, size, "Bastion %s answered 200 without authToken, "
-		    "websocketToken and nodeId", endpoint);
+		snprintf(why, size, "Bastion %s answered 200 without "
+		    "authToken, websocketToken and nodeId", endpoint);
 		r = EXIT_PROTOCOL;
 	}
 	if (r == 0)
