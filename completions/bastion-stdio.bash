@@ -18,8 +18,8 @@ declare -gA _bastion_stdio_command_options=(
 _bastion_stdio_keywords=(ArmEndpoint AuthorityHost Bastion CAFile Cloud
     ConnectTimeout Credential DeviceCode FrameSize LogFile LogLevel
     LoginClientId ManagedIdentityClientId ManagedIdentityObjectId
-    ManagedIdentityResourceId TargetResourceGroup TargetResourceId
-    TargetSubscription Tenant)
+    ManagedIdentityResourceId PingInterval TargetResourceGroup
+    TargetResourceId TargetSubscription Tenant)
 _bastion_stdio_clouds=(AzureCloud AzureUSGovernment AzureChinaCloud)
 _bastion_stdio_levels=(QUIET FATAL ERROR INFO VERBOSE DEBUG1 DEBUG2 DEBUG3)
 _bastion_stdio_credentials=(environment workload-identity managed-identity

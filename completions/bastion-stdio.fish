@@ -9,8 +9,8 @@ set -g __bastion_stdio_commands login logout
 set -g __bastion_stdio_keywords ArmEndpoint AuthorityHost Bastion CAFile \
     Cloud ConnectTimeout Credential DeviceCode FrameSize LogFile LogLevel \
     LoginClientId ManagedIdentityClientId ManagedIdentityObjectId \
-    ManagedIdentityResourceId TargetResourceGroup TargetResourceId \
-    TargetSubscription Tenant
+    ManagedIdentityResourceId PingInterval TargetResourceGroup \
+    TargetResourceId TargetSubscription Tenant
 
 # Whether the line is one of the forms named: a subcommand, or "main".
 function __bastion_stdio_form
@@ -126,7 +126,7 @@ complete -c bastion-stdio -f
 complete -c bastion-stdio -n '__bastion_stdio_form main login' -s F -r -F \
     -a none -d 'Configuration file ("none": none)'
 complete -c bastion-stdio -n '__bastion_stdio_form main login' -s o -x \
-    -a '(__bastion_stdio_keyword)' -d 'Set a keyword, as in the configuration file'
+    -a '(__bastion_stdio_keyword)' -d 'Set a keyword'
 complete -c bastion-stdio -n '__bastion_stdio_form main login' -s q \
     -d 'Write no diagnostics'
 complete -c bastion-stdio -n '__bastion_stdio_form main login' -s v \

@@ -3,9 +3,9 @@
 # the keywords of src/config.c for -o (with the values of Cloud,
 # LogLevel, Credential and DeviceCode, and files for CAFile and LogFile),
 # files for -F, Host names without wildcards from the bastion-stdio
-# configuration files and ~/.ssh/config for HOST, and a port.  bash runs here, non-interactive, with COMP_* set as bash sets
-# them; fish answers "complete -C"; zsh runs in a pseudo-terminal
-# (tests/lib/zsh_complete.zsh).
+# configuration files and ~/.ssh/config for HOST, and a port.  bash runs
+# here, non-interactive, with COMP_* set as bash sets them; fish answers
+# "complete -C"; zsh runs in a pseudo-terminal (tests/lib/zsh_complete.zsh).
 
 C=$TOP/completions
 
@@ -48,8 +48,8 @@ commands=$(awk '$1 != "main" { print $1 }' <<<"$usage_forms" | sorted)
 options=$(awk '$1 == "main" { $1 = ""; print }' <<<"$usage_forms" | sorted)
 credentials=$(sed -n '/^credential_name(/,/^}/p' "$TOP/src/config.c" |
     grep -o '"[a-z-]*"' | tr -d '"' | sorted)
-keywords=$(sed -n '/keywords\[\] = {/,/^};/s/^[[:space:]]*{ "\([A-Za-z]*\)".*/\1/p' \
-    "$TOP/src/config.c" | sorted)
+keywords=$(sed -n '/keywords\[\] = {/,/^};/p' "$TOP/src/config.c" |
+    sed -n 's/^[[:space:]]*{ "\([A-Za-z]*\)".*/\1/p' | sorted)
 log_keywords=$(tr ' ' '\n' <<<"$keywords" | grep '^Log' | sorted)
 levels=$(sed -n '/level_names\[\] = {/,/};/p' "$TOP/src/log.c" |
     grep -o '"[A-Z0-9]*"' | tr -d '"' | sorted)
@@ -84,7 +84,8 @@ cases=(
 	"bastion-stdio -F none "		"jump quoted web1 web2"
 	"bastion-stdio -F none w"		"web1 web2"
 	"bastion-stdio -F none -- "		"jump quoted web1 web2"
-	"bastion-stdio "			"~ $commands db-1 jump quoted web1 web2 !db-? !*.prod !bad !not-a-host !matched !xdg-only !other-1"
+	"bastion-stdio "			"~ $commands db-1 jump quoted web1 web2
+	    !db-? !*.prod !bad !not-a-host !matched !xdg-only !other-1"
 	"bastion-stdio lo"			"~ $commands"
 	"bastion-stdio -F none l"		""
 	"bastion-stdio -q -o ArmEndpoint=https://arm.example:443 web1 "	"22"
@@ -117,7 +118,7 @@ check() {	# shell name, then the cases array's name
 		want=${list[i + 1]}
 		got=$(normalise <<<"$got")
 		if [[ $want == "~ "* ]]; then
-			read -r -a words <<<"${want#"~ "}"
+			read -r -d "" -a words <<<"${want#"~ "}" || true
 			for w in "${words[@]}"; do
 				if [[ $w == !* ]]; then
 					! grep -qxF -- "${w#!}" <<<"${got// /$'\n'}" ||

@@ -80,13 +80,16 @@ same_set "options: getopt() against usage()" "$getopt_letters" "$usage_letters"
 same_set "options: getopt() against the manual" "$getopt_letters" "$man_letters"
 
 # --- the same keywords in src/config.c, the manual and README.md ---
-src_keywords=$(sed -n '/keywords\[\] = {/,/^};/s/^[[:space:]]*{ "\([A-Za-z]*\)".*/\1/p' \
-    "$TOP/src/config.c")
-man_keywords=$(man_section CONFIGURATION | sed -n 's/^\.It Cm \([A-Za-z]*\).*/\1/p')
+table=$(sed -n '/keywords\[\] = {/,/^};/p' "$TOP/src/config.c")
+src_keywords=$(sed -n 's/^[[:space:]]*{ "\([A-Za-z]*\)".*/\1/p' <<<"$table")
+man_keywords=$(man_section CONFIGURATION |
+    sed -n 's/^\.It Cm \([A-Za-z]*\).*/\1/p')
 readme_keywords=$(readme_table '### Keywords' |
     sed -n 's/^| `\([A-Za-z]*\)` |.*/\1/p')
-same_set "keywords: src/config.c against the manual" "$src_keywords" "$man_keywords"
-same_set "keywords: src/config.c against README.md" "$src_keywords" "$readme_keywords"
+same_set "keywords: src/config.c against the manual" \
+    "$src_keywords" "$man_keywords"
+same_set "keywords: src/config.c against README.md" \
+    "$src_keywords" "$readme_keywords"
 
 # --- numeric ranges, and the defaults cfg_finish() applies ---
 finish=$(sed -n '/^cfg_finish(/,/^}/p' "$TOP/src/config.c")
@@ -96,8 +99,7 @@ while read -r kw field lo hi; do
 	*"from $lo to $hi"*) ;;
 	*) fail "manual: $kw does not say \"from $lo to $hi\"" ;;
 	esac
-done < <(sed -n 's/^[[:space:]]*{ "\([A-Za-z]*\)",[[:space:]]*NUM(\([a-z_]*\), \([0-9]*\), \([0-9]*\)) },.*/\1 \2 \3 \4/p' \
-    "$TOP/src/config.c")
+done < <(sed -n 's/^[[:space:]]*{ "\([A-Za-z]*\)",[[:space:]]*NUM(\([a-z_]*\), \([0-9]*\), \([0-9]*\)) },.*/\1 \2 \3 \4/p' <<<"$table")
 while read -r kw field num; do
 	# numbers only for NUM() keywords: a flag's 0 reads "no"
 	def=$(sed -n -e "s/^[[:space:]]*o->$field = LOG_\([A-Z0-9]*\);.*/\1/p" \
@@ -115,11 +117,11 @@ while read -r kw field num; do
 	*"$def"*) ;;
 	*) fail "README.md: the default of $kw is not $def: $row" ;;
 	esac
-done < <(sed -n '/keywords\[\] = {/,/^};/s/^[[:space:]]*{ "\([A-Za-z]*\)",[[:space:]]*\([A-Z]*\).*[(]\([a-z_]*\)[),].*/\1 \3 \2/p' \
-    "$TOP/src/config.c")
+done < <(sed -n 's/^[[:space:]]*{ "\([A-Za-z]*\)",[[:space:]]*\([A-Z]*\).*[(]\([a-z_]*\)[),].*/\1 \3 \2/p' <<<"$table")
 
 # --- every value the parser takes for Cloud and LogLevel is named ---
-for c in $(sed -n 's/^[[:space:]]*{ "\(Azure[A-Za-z]*\)",.*/\1/p' "$TOP/src/cloud.c"); do
+for c in $(sed -n 's/^[[:space:]]*{ "\(Azure[A-Za-z]*\)",.*/\1/p' \
+    "$TOP/src/cloud.c"); do
 	case $(man_keyword_text Cloud) in
 	*" $c "*) ;;
 	*) fail "manual: Cloud does not name $c" ;;
@@ -139,5 +141,7 @@ src_status=$(sed -n 's/^[[:space:]]*EXIT_[A-Z_]* = \([0-9]*\).*/\1/p' \
 man_status=$(man_section 'EXIT STATUS' | sed -n 's/^\.It \([0-9][0-9]*\)$/\1/p')
 readme_status=$(readme_table '### Exit status' |
     sed -n 's/^| \([0-9][0-9]*\) |.*/\1/p')
-same_set "exit statuses: src/misc.h against the manual" "$src_status" "$man_status"
-same_set "exit statuses: src/misc.h against README.md" "$src_status" "$readme_status"
+same_set "exit statuses: src/misc.h against the manual" \
+    "$src_status" "$man_status"
+same_set "exit statuses: src/misc.h against README.md" \
+    "$src_status" "$readme_status"
