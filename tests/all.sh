@@ -50,6 +50,8 @@ step build-gcc sh -c 'make clean && make && make unit'
 step style tests/lint.sh
 step install sh -c 'd=$(mktemp -d) && make install DESTDIR="$d" PREFIX=/usr &&
     test -x "$d/usr/bin/bastion-stdio" && rm -rf "$d"' 
+# the Debian package from contrib/debian: built, installed, run, removed
+step deb tests/deb.sh
 suite emulator tests/emulator/selftest.sh
 suite suite-gcc tests/run
 
