@@ -281,17 +281,29 @@ parse_file_line(struct options *o, char *line, const char *host,
 int
 cfg_read_file(struct options *o, const char *path, const char *host)
 {
-	struct options ignored;
-	char line[CFG_LINE_MAX], where[512];
-	bool active = true;
-	int linenum = 0, r = 0;
 	FILE *f;
+	int r;
 
 	if ((f = fopen(path, "re")) == NULL) {
 		error("cannot open configuration file %s: %s", path,
 		    strerror(errno));
 		return EXIT_CONFIG;
 	}
+	r = cfg_read_stream(o, f, path, host);
+	fclose(f);
+	return r;
+}
+
+/* The configuration in f, named path in messages. */
+int
+cfg_read_stream(struct options *o, FILE *f, const char *path,
+    const char *host)
+{
+	struct options ignored;
+	char line[CFG_LINE_MAX], where[512];
+	bool active = true;
+	int linenum = 0, r = 0;
+
 	cfg_init(&ignored);
 	while (r == 0 && fgets(line, sizeof(line), f) != NULL) {
 		linenum++;
@@ -310,7 +322,6 @@ cfg_read_file(struct options *o, const char *path, const char *host)
 		r = EXIT_CONFIG;
 	}
 	cfg_free(&ignored);
-	fclose(f);
 	return r;
 }
 

@@ -5,6 +5,8 @@
 #ifndef CONFIG_H
 #define CONFIG_H
 
+#include <stdio.h>
+
 #include "cloud.h"
 #include "log.h"
 
@@ -42,6 +44,8 @@ int	cfg_set(struct options *o, const char *keyword, const char *value,
 	    const char *where);
 int	cfg_parse_option(struct options *o, const char *arg);
 int	cfg_read_file(struct options *o, const char *path, const char *host);
+int	cfg_read_stream(struct options *o, FILE *f, const char *path,
+	    const char *host);
 int	cfg_read_default_files(struct options *o, const char *host);
 int	cfg_finish(struct options *o);
 

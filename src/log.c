@@ -133,6 +133,26 @@ log_vmsg(enum log_level level, const char *fmt, va_list ap)
 	errno = saved_errno;
 }
 
+/*
+ * What the user must read to go on (the device-code sign-in), on stderr
+ * whatever the level or LogFile says.
+ */
+void
+log_tell_user(const char *fmt, ...)
+{
+	int saved_fd = log_fd;
+	enum log_level saved_level = log_level;
+	va_list ap;
+
+	log_fd = 2;
+	log_level = LOG_INFO;
+	va_start(ap, fmt);
+	log_vmsg(LOG_INFO, fmt, ap);
+	va_end(ap);
+	log_fd = saved_fd;
+	log_level = saved_level;
+}
+
 void
 log_msg(enum log_level level, const char *fmt, ...)
 {

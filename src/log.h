@@ -28,6 +28,7 @@ int	log_level_parse(const char *name, enum log_level *level);
 const char *log_level_name(enum log_level level);
 
 void	log_msg(enum log_level level, const char *fmt, ...) LOG_FORMAT(2, 3);
+void	log_tell_user(const char *fmt, ...) LOG_FORMAT(1, 2);
 void	log_vmsg(enum log_level level, const char *fmt, va_list ap)
 	    LOG_FORMAT(2, 0);
 

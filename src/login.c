@@ -209,7 +209,7 @@ device_start(const struct cred_ctx *c, const char *tenant,
 		*expires_in = entra_json_number(buf_str(&rs.body),
 		    "expires_in");
 		if (message != NULL)
-			log_msg(LOG_ERROR, "%s", message);
+			log_tell_user("%s", message);
 		free(message);
 	}
 	if (r == 0 && *device_code == NULL) {
@@ -352,8 +352,8 @@ int
 logout_command(void)
 {
 	if (cache_clear() == -1) {
-		error("cannot clear the cache; remove ~/.cache/bastion-stdio "
-		    "by hand");
+		error("cannot clear the cache; remove the bastion-stdio "
+		    "directory under $XDG_CACHE_HOME or ~/.cache by hand");
 		return EXIT_LOCAL_IO;
 	}
 	return 0;

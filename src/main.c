@@ -91,6 +91,10 @@ parse_args(int argc, char **argv, struct args *a, struct options *o)
 	int ch, r;
 
 	memset(a, 0, sizeof(*a));
+	if (argc > 1 && strcmp(argv[1], "--version") == 0) {
+		version();
+		return -1;
+	}
 	if (argc > 1 && (strcmp(argv[1], "login") == 0 ||
 	    strcmp(argv[1], "logout") == 0)) {
 		a->command = argv[1];
@@ -119,6 +123,11 @@ parse_args(int argc, char **argv, struct args *a, struct options *o)
 			usage();
 			return EXIT_USAGE;
 		}
+	}
+	if (a->command != NULL && strcmp(a->command, "logout") == 0 &&
+	    argc > 1) {
+		usage();
+		return EXIT_USAGE;
 	}
 	if (a->command != NULL && argc == optind) {
 		a->host = "";	/* for Host patterns: only "*" matches */

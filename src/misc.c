@@ -15,8 +15,9 @@ static void
 out_of_memory(void)
 {
 	static const char msg[] = "bastion-stdio: out of memory\r\n";
+	ssize_t n = write(2, msg, sizeof(msg) - 1);
 
-	(void)write(2, msg, sizeof(msg) - 1);
+	(void)n;	/* nothing more can be done */
 	_exit(EXIT_LOCAL_IO);
 }
 
