@@ -58,6 +58,32 @@ check-asan:
 	    LDFLAGS="-fsanitize=address,undefined" check
 	$(MAKE) clean
 
+# libFuzzer targets (clang): every parser of outside input.  `make fuzz`
+# runs each for FUZZ_SECONDS from the seeds, the fixtures and what earlier
+# runs found; inputs that once failed are kept in fuzz/regressions.
+FUZZERS =	fuzz/fuzz_config fuzz/fuzz_json fuzz/fuzz_target
+FUZZ_SECONDS ?=	60
+FUZZ_FLAGS =	-g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined
+FUZZ_OBJS =	$(OBJS:src/%.o=fuzz/obj/%.o)
+
+fuzz/obj/%.o: src/%.c src/*.h
+	@mkdir -p fuzz/obj
+	clang -std=c99 -D_GNU_SOURCE $(WARN) $(FUZZ_FLAGS) \
+	    -fsanitize=fuzzer-no-link -DBASTION_STDIO_VERSION='"$(VERSION)"' \
+	    $(shell $(PKG_CONFIG) --cflags $(PKGS)) -c -o $@ $<
+
+fuzz/fuzz_%: fuzz/fuzz_%.c $(FUZZ_OBJS)
+	clang -std=c99 -D_GNU_SOURCE $(WARN) $(FUZZ_FLAGS) -fsanitize=fuzzer \
+	    -Isrc $(shell $(PKG_CONFIG) --cflags $(PKGS)) -o $@ $< \
+	    $(FUZZ_OBJS) $(LIBS)
+
+fuzzers: $(FUZZERS)
+
+.SECONDARY: $(FUZZ_OBJS)
+
+fuzz: $(FUZZERS)
+	tests/fuzz.sh $(FUZZ_SECONDS)
+
 lint:
 	tests/lint.sh
 
@@ -78,6 +104,7 @@ install: $(PROG)
 	    $(DESTDIR)$(FISHCOMPDIR)/bastion-stdio.fish
 
 clean:
-	rm -f $(PROG) src/*.o $(UNIT_TESTS)
+	rm -f $(PROG) src/*.o $(UNIT_TESTS) $(FUZZERS)
+	rm -rf fuzz/obj
 
-.PHONY: all unit check check-asan lint demo install clean
+.PHONY: all unit check check-asan lint demo install clean fuzz fuzzers

@@ -4,7 +4,8 @@
 #   2. the style check;
 #   3. the emulator's own self-test;
 #   4. the unit and end-to-end suites on the gcc build (valgrind included);
-#   5. the same suites under AddressSanitizer and UndefinedBehaviorSanitizer.
+#   5. the same suites under AddressSanitizer and UndefinedBehaviorSanitizer;
+#   6. the libFuzzer targets, briefly.
 # Ends with one "N passed, N failed" line; exits non-zero on any failure.
 
 cd "$(dirname "$0")/.." || exit 2
@@ -62,6 +63,9 @@ step build-sanitizers sh -c 'make clean && make CC=clang \
 SANITIZED=1 suite suite-sanitizers env \
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 tests/run
+
+# A short fuzzing run of every parser (make fuzz runs them longer).
+suite fuzz make fuzz FUZZ_SECONDS=${FUZZ_SECONDS:-15}
 
 make clean >/dev/null && make >/dev/null 2>&1
 rm -rf "$log"
