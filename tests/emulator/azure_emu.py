@@ -4,7 +4,8 @@
 Every bastion-stdio test talks to this one process instead of Azure. It serves
 HTTPS and WSS (HTTP/1.1 only) on one loopback port and routes by path:
 
-  POST   /{tenant}/oauth2/v2.0/token                  Entra, client credentials
+  POST   /{tenant}/oauth2/v2.0/token                  Entra, every grant below
+  POST   /{tenant}/oauth2/v2.0/devicecode             Entra, device code start
   GET    /subscriptions/.../bastionHosts/{name}       ARM bastion host
   GET    /subscriptions/.../virtualMachines/{vm}      ARM VM (also VMSS VMs)
   POST   /api/connection                              Developer SKU: data pod
@@ -14,26 +15,75 @@ HTTPS and WSS (HTTP/1.1 only) on one loopback port and routes by path:
   GET    /omni/webtunnel/{websocketToken}             same, Developer SKU
   *      /_emu/...  (alias /_fake/...)                test control, no auth
 
+With --plain-port-file (or --plain-port) a second listener on the same
+loopback address serves the managed identity endpoints over plain HTTP
+(paths fixed here; clients take them from IDENTITY_ENDPOINT, MSI_ENDPOINT,
+AZURE_POD_IDENTITY_AUTHORITY_HOST and the like):
+
+  GET    /metadata/identity/oauth2/token      IMDS (api-version 2018-02-01)
+  GET    /msi/token                           App Service 2019-08-01
+  GET    /arc/metadata/identity/oauth2/token  Azure Arc (challenge file)
+  POST   /cloudshell/oauth2/token             Cloud Shell
+  *      /_emu/...                            the same test control
+
 Wire behaviour follows shared/docs/PROTOCOL.md (sections 4-9, 13, 14) and
-AUTH.md (2.3, 2.7, 7.1, 7.2). ARM bodies are the azure-rest-api-specs
+AUTH.md (2, 3, 5, 7.1, 7.2). ARM bodies are the azure-rest-api-specs
 example payloads, loaded at run time, with only the fields a test needs
 overridden.
 
-Start (only /usr/bin/python3 and its stdlib are needed):
+Start (/usr/bin/python3 and its stdlib; a client "certificate" in the
+config also needs Debian's python3-cryptography, loaded only then):
 
   /usr/bin/python3 tests/emulator/azure_emu.py --cert DIR/server.pem \
       --key DIR/server.key --config emu.json --port-file emu.port \
+      [--plain-port-file mi.port] [--plain-port 0] \
       [--listen 127.0.0.1] [--port 0] [--seed 0] [--fixtures DIR] [--verbose]
 
 The chosen port is written to --port-file (temp file + rename) once the
-server accepts connections. SIGTERM/SIGINT stop it cleanly (exit 0).
---no-tls serves plain HTTP/WS instead, for debugging only.
+server accepts connections; --plain-port-file gets the plain listener's
+port, written before --port-file (so once that exists both do).
+SIGTERM/SIGINT stop it cleanly (exit 0) and delete the Arc secret files it
+wrote. --no-tls serves plain HTTP/WS instead on the main port, for
+debugging only (assertion "aud" must then say http://).
 
 Config file (JSON; every key optional; resource ids compare
 case-insensitively, as ARM does):
 
   {
-   "tenants": {"<tenant>": {"clients": {"<client-id>": {"secret": "..."}}}},
+   "tenants": {"<tenant>": {"clients": {"<client-id>": {
+       "secret": "...",            # client_secret credential
+       "certificate": "path.pem",  # or a list: PEM file(s); the first
+                                   #   certificate in each is registered
+                                   #   (a key in the same file is ignored)
+       "federated_token": "..."}}}},  # or a list: accepted assertions
+   "users": {"<upn>": {            # for refresh token, device code and
+       "tenant": "<tenant>",       #   Cloud Shell; home tenant (required)
+       "oid": "<guid>",            # default: derived from the UPN
+       "name": "Display Name",     # default: the UPN
+       "refresh_tokens": ["rt1"],  # valid refresh tokens (besides the
+                                   #   ones the emulator issues)
+       "expired_refresh_tokens": ["rt0"],  # -> AADSTS700082
+       "refresh_error": {"status": 400, "error": "interaction_required",
+                         "code": 50076, "text": "..."}}},
+                                   # every RT redemption of this user
+                                   #   fails so (MFA, CA...): all optional
+   "public_clients": ["<id>"],     # besides the Azure CLI's 04b07795-...
+   "rotate_refresh_tokens": false, # true: a redeemed RT is revoked
+   "device_code_interval_s": 5,    # "interval" of a new device code
+   "device_code_expires_s": 900,   # its "expires_in"
+   "device_code_slow_down_s": 5,   # added to the interval per slow_down
+   "device_code_auto_approve": null,  # "<upn>": a flow is approved for
+                                   #   that user at its second poll
+   "managed_identity": {           # IMDS and App Service identities
+       "system": true,             # a system-assigned identity exists
+       "system_client_id": null, "system_object_id": null,  # its ids
+       "user_assigned": [{"client_id": "..", "object_id": "..",
+                          "resource_id": "/subscriptions/.../ua1"}],
+       "tenant": "<tenant>"},      # tid of MI tokens
+   "appservice_header": "...",     # the X-IDENTITY-HEADER value
+   "arc_token_dir": "/path/dir",   # where Arc secret files go (never a
+                                   #   default: nothing is written unset)
+   "cloudshell_user": "<upn>",     # whose token Cloud Shell hands out
    "bastions": {
      "<bastion id: /subscriptions/<s>/resourceGroups/<rg>/providers/
        Microsoft.Network/bastionHosts/<name>>": {
@@ -57,7 +107,7 @@ case-insensitively, as ARM does):
        "port_map": {"22": 2222}}}, # optional workloadHostPort -> local port
    "ip_map": {"10.0.0.4": "127.0.0.1"},  # IP connect: target IP -> loopback
    "port_map": {"22": 2222},             # fallback for every target
-   "token_lifetime_s": 3599,             # Entra access token lifetime
+   "token_lifetime_s": 3599,             # every access token's lifetime
    "faults": {...}                       # initial faults, see below
   }
 
@@ -89,14 +139,102 @@ choice; the wording of these messages is ours too:
   ARM: no, unknown or expired Bearer token -> 401 InvalidAuthenticationToken
     (the message says which).
 
+Entra token endpoint. Every error has Entra's body: error,
+error_description ("AADSTSnnnn: text Trace ID: .. Correlation ID: ..
+Timestamp: .."), error_codes, timestamp, trace_id, correlation_id (the
+client-request-id header if sent), error_uri. Checked first, for every
+grant: entra_* faults; tenant (client credentials: a configured tenant;
+user grants also a user's tenant, organizations, common) else 400 90002;
+grant_type, client_id present else 400 900144; grant known else 400 70003.
+Then per grant_type:
+  client_credentials: unknown client -> 400 unauthorized_client 700016;
+    both client_secret and client_assertion -> 400 90014; neither -> 401
+    7000218; secret wrong -> 401 7000215; client_assertion_type not
+    jwt-bearer -> 400 50027; then the assertion (below); scope not an ARM
+    ".default" scope -> 400 invalid_scope 70011.
+  Certificate assertion (client has "certificate"; if it also has a
+    federated_token, an assertion without x5t/x5t#S256 is federated).
+    In order, each 401 invalid_client unless said: not a JWT of three
+    unpadded base64url segments with JSON objects -> 400 invalid_request
+    50027; x5t (base64url SHA-1 of the DER, padded or not) and/or
+    x5t#S256 (SHA-256, base64url or standard base64) missing or naming no
+    registered certificate -> 50012; alg not RS256 (PKCS#1 v1.5) or PS256
+    (PSS, MGF1-SHA256, salt exactly 32), or signature wrong -> 700027;
+    iss != client_id -> 700021; sub != iss -> 50048; aud not the URL the
+    request came to (scheme, host localhost/127.0.0.1/listen address,
+    this port, same path compared case-insensitively, no query) -> 700023;
+    exp/nbf/iat not numbers or no exp -> 400 50027; exp <= now, exp > now
+    + 1 h + 60 s, or nbf/iat > now + 60 s -> 700024; no jti -> 400 50027.
+  Federated (client has "federated_token"): the assertion must equal one
+    configured string; if that is a JWT whose exp passed -> 401 700024.
+    Else: a JWT whose iss is none of the configured tokens' -> 401
+    invalid_client 700211; anything else -> 400 invalid_request 70021.
+  refresh_token: client_id the Azure CLI's or in public_clients, else 400
+    700016; refresh_token and scope present (900144); scope: exactly one
+    ARM ".default" scope plus any of openid profile offline_access email,
+    else 400 invalid_scope 70011; revoked or unknown RT -> 400
+    invalid_grant 70008; in expired_refresh_tokens -> 400 invalid_grant
+    700082; tenant path neither the user's, organizations nor common ->
+    400 invalid_grant 50020; the user's refresh_error if set; else 200.
+    A redeemed RT stays valid unless rotate_refresh_tokens is true.
+  User token answer (refresh token and device code): token_type, scope
+    (the requested ARM scope), expires_in, ext_expires_in (ints),
+    access_token, refresh_token (new, valid until revoked), id_token
+    (JWT-shaped, random signature: aud, iss, iat, nbf, exp, name, oid,
+    preferred_username, sub, tid, ver), client_info (unpadded base64url
+    of {"uid": oid, "utid": tenant}), foci "1" (only for the Azure CLI).
+  devicecode: same client and scope checks; answers user_code (9 chars),
+    device_code, verification_uri https://microsoft.com/devicelogin,
+    expires_in, interval (ints) and message.
+  device_code grant (device_code, or MSAL's legacy "code"): unknown code,
+    or one started on another tenant path or client -> 400
+    bad_verification_code 70000; already redeemed -> 400 invalid_grant
+    54005; past expires_in -> 400 expired_token 70020; denied -> 400
+    authorization_declined 70000; polled sooner than interval - 0.2 s
+    after the previous poll (the first poll is never early) -> 400
+    slow_down 70016, and the flow's interval grows by
+    device_code_slow_down_s (RFC 8628 3.5); approved -> 200 (once);
+    else 400 authorization_pending 70016.
+
+Managed identity (plain listener). A resource must be an ARM resource
+(https://management.core.windows.net/ or https://management.azure.com,
+with or without the trailing slash); a v2 scope (".../.default") is
+refused. Identity choice (IMDS, App Service): at most one selector; a
+selector must match a user_assigned entry; without one, the system
+identity if "system", else the only user-assigned one; else an error.
+  IMDS: checked in order: imds faults; Metadata: true header, api-version,
+    resource, identity (selectors client_id, object_id, msi_res_id, also
+    mi_res_id) -> 400 {"error", "error_description"} (invalid_request, or
+    invalid_resource for a bad resource; "Identity not found"). 200:
+    access_token, refresh_token "", expires_in, expires_on, ext_expires_in,
+    not_before (strings of integers), resource, token_type, client_id.
+  App Service: X-IDENTITY-HEADER != appservice_header -> 401; api-version
+    not 2019-08-01, bad resource or identity (client_id, object_id,
+    principal_id, mi_res_id) -> 400; errors are {"statusCode", "message",
+    "correlationId"}. 200: access_token, expires_on (string epoch),
+    resource, token_type, client_id.
+  Arc: Metadata: true, api-version 2020-06-01 or 2019-11-01, resource as
+    IMDS (400). Without a valid "Authorization: Basic <secret>": 401 with
+    "WWW-Authenticate: Basic realm=<arc_token_dir>/<32 hex>.key", a new
+    file (0600) holding a new 43-char secret. A secret works once: the
+    token answer (as IMDS, without client_id) deletes its file. Selectors
+    are ignored: the token is the system identity's.
+  Cloud Shell: Metadata: true, a form body with resource, else 400; 200
+    as IMDS (without client_id) with a delegated token of cloudshell_user.
+
 Faults (config "faults", POST /_emu/faults merges a JSON object into the
 current set, a null value removes a key, unknown keys are refused with 400):
 
   <role>_status     int, or {"status": int, "body": str|object,
                     "content_type": str, "headers": {..}, "count": N}:
                     answer the next N (default: all) requests of that role
-                    this way. Roles: entra, arm, token (POST /api/tokens),
-                    delete, connection, ws (the upgrade request).
+                    this way; or a list of those, answered one per request
+                    in order, then gone (e.g. "imds_status": [404, 410,
+                    429, 500]). Roles: entra (token endpoint, every grant),
+                    devicecode, arm, token (POST /api/tokens), delete,
+                    connection, ws (the upgrade request), imds,
+                    appservice, arc, cloudshell. Default bodies follow
+                    each role's error shape.
   <role>_delay_ms   delay before answering requests of that role.
   ws_after_101      "http400": 101, then a raw Tomcat-style HTTP 400 page,
                     then TCP close; "silence": 101, then nothing (input is
@@ -120,6 +258,21 @@ current set, a null value removes a key, unknown keys are refused with 400):
                     directions (no pongs either) until it is cleared.
   max_client_frame  largest client frame payload accepted (default 8192);
                     bigger -> close 1009.
+  lifetime_s        seconds new access tokens live, overriding
+                    token_lifetime_s: an int for every source, or
+                    {"<source>": N, "*": N} with sources client_secret,
+                    client_assertion, federated, refresh_token,
+                    device_code, imds, appservice, arc, cloudshell. 0
+                    issues tokens that are already expired; 60 tests a
+                    client's refresh ahead of expiry.
+  arc_realm         how the next Arc challenges break the client's path
+                    checks (the file still holds a valid secret):
+                    "outside" (file in a temp dir of the emulator's own),
+                    "dotdot" (<dir>/../../<that temp dir>/x.key),
+                    "symlink" (<dir>/x.key links outside), "wrong_ext"
+                    (<dir>/x.txt), "too_big" (a 4097-byte .key),
+                    "missing" (no such file), "no_header" (no
+                    WWW-Authenticate), "not_basic" (Bearer realm=...).
 Relay faults are read live, so they also act on open sessions (except
 close_after_s, whose timer starts at the upgrade).
 
@@ -130,17 +283,42 @@ Test endpoints (plain JSON, no auth, never logged in /_emu/requests):
                         ...}], "created": N, "deleted": N}. A session stays
                         active until DELETEd, even after its WS closed.
   GET  /_emu/requests[?since=SEQ]  request log: seq, time, conn, method,
-                        path (tokens as "<token>"), headers (Authorization
+                        path (tokens as "<token>"), headers
+                        (Authorization, X-IDENTITY-HEADER and Secret
                         "<redacted>"), form (field names), form_values
-                        (secrets "<redacted>"), json_keys, role, status.
-  GET  /_emu/counters   requests per role, TCP connections, TLS handshake
-                        failures, internal_errors (emulator bugs: tests
-                        should expect 0).
+                        (client_secret, client_assertion, refresh_token,
+                        device_code, code, password, aztoken, token
+                        "<redacted>"),
+                        json_keys, role, status.
+  GET  /_emu/counters   requests per role (entra, devicecode, arm,
+                        tokens_post, tokens_delete, connection, ws, imds,
+                        appservice, arc, cloudshell, emu, other); token
+                        endpoint requests per grant, faulted or refused
+                        ones included (entra_client_secret,
+                        entra_client_assertion, entra_federated,
+                        entra_refresh_token, entra_device_code); tokens
+                        issued per source (issued_<source>, sources as in
+                        lifetime_s); TCP connections (connections,
+                        plain_connections), TLS handshake failures,
+                        internal_errors (emulator bugs: tests should
+                        expect 0).
   GET  /_emu/faults     current faults;  POST /_emu/faults  merge.
   GET  /_emu/config     current config;  POST /_emu/config  replace the
                         given top-level keys (not "faults").
-  POST /_emu/reset      clear faults, request log, counters and sessions;
-                        open relays are aborted. Issued Entra tokens stay.
+  GET  /_emu/devicecode  {"flows": [{"user_code", "client_id", "tenant",
+                        "scope", "state": pending|approved|denied|redeemed,
+                        "user", "polls", "slow_downs", "interval",
+                        "expires_in_s"}]}
+  POST /_emu/devicecode/approve  {"user_code": .., "user": "<upn>"}: the
+                        user signs in (400 if not in users or not in the
+                        flow's tenant; 404 unknown code).
+  POST /_emu/devicecode/deny     {"user_code": ..}
+  POST /_emu/revoke     {"refresh_token": RT} or {"user": "<upn>"} (every
+                        RT of that user, configured and issued).
+  POST /_emu/reset      clear faults, request log, counters, sessions,
+                        device code flows and Arc secrets (their files
+                        too); open relays are aborted. Issued access and
+                        refresh tokens (and revocations) stay.
 """
 
 import argparse
@@ -156,10 +334,12 @@ import os
 import random
 import re
 import secrets
+import shutil
 import signal
 import ssl
 import struct
 import sys
+import tempfile
 import time
 import urllib.parse
 import uuid
@@ -177,12 +357,40 @@ CONNECT_TIMEOUT_S = 5.0     # relay target connect timeout
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 ARM_SCOPES = ("https://management.core.windows.net//.default",
               "https://management.azure.com/.default")
+ARM_RESOURCES = ("https://management.core.windows.net/",
+                 "https://management.core.windows.net",
+                 "https://management.azure.com/",
+                 "https://management.azure.com")
+CLI_CLIENT_ID = "04b07795-8ddb-461a-bbee-02f9e1bf7b46"
+JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+USER_SCOPES = ("openid", "profile", "offline_access", "email")
+ANY_TENANTS = ("organizations", "common")
+VERIFICATION_URI = "https://microsoft.com/devicelogin"
 SECRET_FIELDS = ("aztoken", "azToken", "token", "client_secret",
-                 "client_assertion")
-ROLES = ("entra", "arm", "token", "delete", "connection", "ws")
-COUNTER_NAMES = ("entra", "arm", "tokens_post", "tokens_delete",
-                 "connection", "ws", "emu", "other", "connections",
-                 "tls_failures", "internal_errors")
+                 "client_assertion", "refresh_token", "device_code", "code",
+                 "password")
+SECRET_HEADERS = ("authorization", "x-identity-header", "secret")
+# Where a token came from: the counter and lifetime_s fault names.
+ENTRA_SOURCES = ("client_secret", "client_assertion", "federated",
+                 "refresh_token", "device_code")
+MI_SOURCES = ("imds", "appservice", "arc", "cloudshell")
+SOURCES = ENTRA_SOURCES + MI_SOURCES
+ROLES = ("entra", "arm", "token", "delete", "connection", "ws",
+         "devicecode") + MI_SOURCES
+COUNTER_NAMES = (("entra", "arm", "tokens_post", "tokens_delete",
+                  "connection", "ws", "emu", "other", "connections",
+                  "tls_failures", "internal_errors", "devicecode",
+                  "plain_connections")
+                 + tuple(f"entra_{s}" for s in ENTRA_SOURCES) + MI_SOURCES
+                 + tuple(f"issued_{s}" for s in SOURCES))
+ASSERTION_SKEW_S = 60       # nbf/iat may be this far in the future
+ASSERTION_MAX_S = 3600      # exp at most this far ahead
+POLL_TOLERANCE_S = 0.2      # device code polls this much early are fine
+ARC_API_VERSIONS = ("2019-11-01", "2020-06-01")
+ARC_REALM_MODES = ("outside", "dotdot", "symlink", "wrong_ext", "too_big",
+                   "missing", "no_header", "not_basic")
+ARC_MAX_SECRETS = 10000
 
 OP_CONT, OP_TEXT, OP_BINARY = 0x0, 0x1, 0x2
 OP_CLOSE, OP_PING, OP_PONG = 0x8, 0x9, 0xA
@@ -320,6 +528,58 @@ def validate_config(cfg):
             raise ConfigError(f"ip_map: {src!r} is not an IP address")
         check_loopback(f"ip_map[{src}]", dst)
     check_port_map("port_map", cfg.get("port_map", {}))
+    validate_identity_config(cfg)
+
+
+def want(cond, message):
+    if not cond:
+        raise ConfigError(message)
+
+
+def is_str_list(val):
+    return isinstance(val, list) and all(isinstance(v, str) for v in val)
+
+
+def validate_identity_config(cfg):
+    """The keys of the credential grants and managed identity endpoints."""
+    for tenant, tconf in cfg.get("tenants", {}).items():
+        for cid, cconf in tconf.get("clients", {}).items():
+            what = f"tenants.{tenant}.clients.{cid}"
+            if "certificate" in cconf:
+                load_certificates(cconf["certificate"])
+            fed = cconf.get("federated_token", "")
+            want(isinstance(fed, str) or is_str_list(fed),
+                 f"{what}.federated_token: a string or a list of strings")
+    want(is_str_list(cfg.get("public_clients", [])),
+         "public_clients: a list of client ids")
+    for upn, user in cfg.get("users", {}).items():
+        want(isinstance(user, dict) and isinstance(user.get("tenant"), str),
+             f"users.{upn}: an object with a \"tenant\"")
+        for key in ("refresh_tokens", "expired_refresh_tokens"):
+            want(is_str_list(user.get(key, [])),
+                 f"users.{upn}.{key}: a list of strings")
+        want(isinstance(user.get("refresh_error", {}), dict),
+             f"users.{upn}.refresh_error: an object")
+    for key in ("device_code_interval_s", "device_code_expires_s",
+                "device_code_slow_down_s", "token_lifetime_s"):
+        val = cfg.get(key, 0)
+        want(is_number(val) and val >= 0, f"{key}: a number >= 0")
+    for key in ("device_code_auto_approve", "cloudshell_user"):
+        upn = cfg.get(key)
+        want(upn is None or upn in cfg.get("users", {}),
+             f"{key}: {upn!r} is not in users")
+    mi = cfg.get("managed_identity", {})
+    want(isinstance(mi, dict) and isinstance(mi.get("user_assigned", []),
+                                             list),
+         "managed_identity: {\"system\": bool, \"user_assigned\": [...]}")
+    for ident in mi.get("user_assigned", []):
+        want(isinstance(ident, dict) and all(
+            isinstance(ident.get(k), str)
+            for k in ("client_id", "object_id", "resource_id")),
+            "managed_identity.user_assigned: objects with client_id,"
+            " object_id and resource_id")
+    for key in ("appservice_header", "arc_token_dir"):
+        want(isinstance(cfg.get(key, ""), str), f"{key}: a string")
 
 
 def ci_get(mapping, key):
@@ -333,13 +593,37 @@ def ci_get(mapping, key):
 
 # ---------------------------------------------------------------- faults
 
+def status_fault(key, val):
+    """A status fault as a dict: int -> {"status": int}."""
+    if isinstance(val, int) and not isinstance(val, bool):
+        val = {"status": val}
+    if not isinstance(val, dict) or not isinstance(val.get("status"), int):
+        raise ConfigError(f"{key}: needs an int status")
+    return dict(val)
+
+
+def check_lifetime_fault(val):
+    if isinstance(val, dict):
+        bad = sorted(set(val) - set(SOURCES) - {"*"})
+        if bad:
+            raise ConfigError(f"lifetime_s: unknown sources {bad}; known:"
+                              f" {list(SOURCES)} and '*'")
+        vals = list(val.values())
+    else:
+        vals = [val]
+    for v in vals:
+        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+            raise ConfigError("lifetime_s: seconds must be ints >= 0")
+
+
 def normalize_faults(update):
-    """Validate a fault update; status faults become dicts."""
+    """Validate a fault update; status faults become dicts (or lists of
+    dicts, answered in order)."""
     known = {f"{r}_status" for r in ROLES} | {f"{r}_delay_ms" for r in ROLES}
     known |= {"ws_after_101", "close_after_bytes", "close_after_s",
               "close_code", "close_reason", "split_frames", "rsv1",
               "server_ping_interval_s", "ignore_pings", "stall",
-              "max_client_frame"}
+              "max_client_frame", "lifetime_s", "arc_realm"}
     if not isinstance(update, dict):
         raise ConfigError("faults must be a JSON object")
     bad = sorted(set(update) - known)
@@ -347,18 +631,20 @@ def normalize_faults(update):
         raise ConfigError(f"unknown fault keys {bad}; known: {sorted(known)}")
     out = {}
     for key, val in update.items():
-        if key.endswith("_status") and isinstance(val, int):
-            val = {"status": val}
-        if key.endswith("_status") and val is not None:
-            if not isinstance(val, dict) or not isinstance(
-                    val.get("status"), int):
-                raise ConfigError(f"{key}: needs an int status")
-            val = dict(val)
+        if key.endswith("_status") and isinstance(val, list):
+            val = [status_fault(key, v) for v in val] or None
+        elif key.endswith("_status") and val is not None:
+            val = status_fault(key, val)
         out[key] = val
     mode = out.get("ws_after_101")
     if mode not in (None, "http400", "silence", "no_upgrade_headers",
                     "no_accept", "bad_accept"):
         raise ConfigError(f"ws_after_101: unknown mode {mode!r}")
+    if out.get("lifetime_s") is not None:
+        check_lifetime_fault(out["lifetime_s"])
+    if out.get("arc_realm") not in (None,) + ARC_REALM_MODES:
+        raise ConfigError(f"arc_realm: unknown mode {out['arc_realm']!r};"
+                          f" known: {list(ARC_REALM_MODES)}")
     return out
 
 
@@ -523,7 +809,7 @@ class Session:
 class Emulator:
     """All mutable state: config, faults, tokens, sessions, request log."""
 
-    def __init__(self, cfg, fixtures, seed, listen):
+    def __init__(self, cfg, fixtures, seed, listen, scheme="https"):
         validate_config(cfg)
         self.cfg = cfg
         self.fixtures = fixtures
@@ -531,8 +817,15 @@ class Emulator:
         merge_faults(self.faults, cfg.get("faults", {}))
         self.rng = random.Random(seed)
         self.listen = listen
+        self.scheme = scheme          # of the main listener (assertion aud)
         self.port = 0
-        self.tokens = {}              # Entra access token -> expiry (epoch)
+        self.plain_port = 0
+        self.tokens = {}              # any access token -> expiry (epoch)
+        self.issued_rts = {}          # refresh token issued here -> UPN
+        self.revoked_rts = set()      # refresh tokens no longer valid
+        self.device_flows = {}        # device_code -> DeviceFlow
+        self.arc_secrets = {}         # Arc secret -> files written for it
+        self.arc_outside = None       # our temp dir for arc_realm faults
         self.sessions = {}            # authToken -> Session
         self.ws_index = {}            # unused websocketToken -> Session
         self.relays = set()
@@ -556,16 +849,41 @@ class Emulator:
         self.log.clear()
         self.sessions.clear()
         self.ws_index.clear()
+        self.device_flows.clear()
+        self.drop_arc_secrets()
         self.reset_counters()
         for relay in list(self.relays):
             relay.abort()
 
-    # -- Entra tokens
+    def drop_arc_secrets(self):
+        """Forget every Arc secret and delete the files written for them."""
+        for paths in self.arc_secrets.values():
+            remove_files(paths)
+        self.arc_secrets.clear()
 
-    def issue_token(self, tenant, client, scope):
-        lifetime = int(self.cfg.get("token_lifetime_s", 3599))
-        token = make_access_token(tenant, client, scope, lifetime)
+    def cleanup(self):
+        self.drop_arc_secrets()
+        if self.arc_outside:
+            shutil.rmtree(self.arc_outside, ignore_errors=True)
+
+    # -- tokens
+
+    def lifetime_for(self, source):
+        """Seconds a new token of this source lives: the lifetime_s fault,
+        else config token_lifetime_s."""
+        fault = self.faults.get("lifetime_s")
+        if isinstance(fault, dict):
+            fault = fault.get(source, fault.get("*"))
+        if fault is not None:
+            return fault
+        return int(self.cfg.get("token_lifetime_s", 3599))
+
+    def issue_token(self, source, tenant, aud, claims):
+        """A new access token that ARM and POST /api/tokens accept."""
+        lifetime = self.lifetime_for(source)
+        token = make_access_token(tenant, aud, lifetime, claims)
         self.tokens[token] = time.time() + lifetime
+        self.counters[f"issued_{source}"] += 1
         return token, lifetime
 
     def token_state(self, token):
@@ -602,6 +920,12 @@ class Emulator:
         fault = self.faults.get(f"{role}_status")
         if not fault:
             return None
+        if isinstance(fault, list):
+            # A list: one entry per request, in order, then gone.
+            first = fault.pop(0)
+            if not fault:
+                del self.faults[f"{role}_status"]
+            return fault_response(role, first)
         if fault.get("count") is not None:
             fault["count"] -= 1
             if fault["count"] <= 0:
@@ -641,7 +965,7 @@ def is_developer(conf):
 def logged_headers(req):
     out = {}
     for k, v in req.headers:
-        if k.lower() == "authorization":
+        if k.lower() in SECRET_HEADERS:
             v = "<redacted>"
         out[k] = f"{out[k]}, {v}" if k in out else v
     return out
@@ -678,8 +1002,13 @@ def fault_response(role, fault):
 
 def default_error_body(role, status):
     text = f"emulated failure {status}"
-    if role == "entra":
+    if role in ("entra", "devicecode"):
         return entra_error_obj("temporarily_unavailable", 50033, text)
+    if role in ("imds", "arc", "cloudshell"):
+        return {"error": "service_unavailable" if status >= 500
+                else "emulated_failure", "error_description": text}
+    if role == "appservice":
+        return {"statusCode": status, "message": text}
     if role == "arm":
         return {"error": {"code": "InternalServerError", "message": text}}
     return {"message": text}
@@ -698,25 +1027,31 @@ def guess_ctype(body):
 
 # ---------------------------------------------------------------- Entra
 
-def make_access_token(tenant, client, scope, lifetime):
+def make_access_token(tenant, aud, lifetime, extra):
     """An opaque, JWT-shaped token (three base64url parts), > 1000 chars.
 
     Nothing verifies its signature; the emulator only looks it up in the
-    table of issued tokens.
+    table of issued tokens. extra: claims naming the principal (appid,
+    oid, upn, ...).
     """
     now = int(time.time())
     header = {"typ": "JWT", "alg": "RS256", "x5t": b64url(os.urandom(20)),
               "kid": b64url(os.urandom(20))}
-    claims = {"aud": scope.rsplit("/.default", 1)[0],
-              "iss": f"https://sts.windows.net/{tenant}/", "iat": now,
-              "nbf": now, "exp": now + lifetime, "appid": client,
-              "appidacr": "1", "idp": f"https://sts.windows.net/{tenant}/",
+    claims = {"aud": aud, "iss": f"https://sts.windows.net/{tenant}/",
+              "iat": now, "nbf": now, "exp": now + lifetime,
+              "idp": f"https://sts.windows.net/{tenant}/",
               "oid": str(uuid.uuid4()), "sub": str(uuid.uuid4()),
               "tid": tenant, "uti": b64url(os.urandom(16)), "ver": "1.0",
               "xms_emu": b64url(os.urandom(400))}
+    claims.update(extra)
     parts = [b64url(jdump(header)), b64url(jdump(claims)),
              b64url(os.urandom(256))]
     return ".".join(parts)
+
+
+def scope_resource(scope):
+    """The resource of a v2 scope: ".../.default" -> ".../"."""
+    return scope.rsplit("/.default", 1)[0]
 
 
 def entra_error_obj(error, code, text, client_request_id=None):
@@ -727,7 +1062,9 @@ def entra_error_obj(error, code, text, client_request_id=None):
     desc = (f"AADSTS{code}: {text} Trace ID: {trace} Correlation ID: "
             f"{corr} Timestamp: {stamp}")
     return {"error": error, "error_description": desc, "error_codes": [code],
-            "timestamp": stamp, "trace_id": trace, "correlation_id": corr}
+            "timestamp": stamp, "trace_id": trace, "correlation_id": corr,
+            "error_uri": ("https://login.microsoftonline.com/error?code="
+                          f"{code}")}
 
 
 def entra_error(req, status, error, code, text):
@@ -736,34 +1073,106 @@ def entra_error(req, status, error, code, text):
                                    ("Cache-Control", "no-store, no-cache")])
 
 
+def bad_client(req, code, text):
+    """invalid_client: what Entra answers (401) for a bad credential."""
+    return entra_error(req, 401, "invalid_client", code, text)
+
+
+def missing_param(req, field):
+    return entra_error(req, 400, "invalid_request", 900144,
+                       "The request body must contain the following"
+                       f" parameter: '{field}'.")
+
+
+def entra_ok(body):
+    return json_resp(200, body, [("x-ms-request-id", str(uuid.uuid4())),
+                                 ("Cache-Control", "no-store, no-cache")])
+
+
+def known_tenant(emu, tenant, users_too):
+    """Is tenant served? Client credentials need a configured tenant;
+    user flows also take a user's tenant, organizations and common."""
+    if ci_get(emu.cfg.get("tenants", {}), tenant)[1] is not None:
+        return True
+    if not users_too:
+        return False
+    return (tenant.lower() in ANY_TENANTS
+            or any(str(u.get("tenant", "")).lower() == tenant.lower()
+                   for u in emu.cfg.get("users", {}).values()))
+
+
+def unknown_tenant(req, tenant):
+    return entra_error(req, 400, "invalid_request", 90002,
+                       f"Tenant '{tenant}' not found. Check to make sure"
+                       " you have the correct tenant ID and are signing"
+                       " into the correct cloud.")
+
+
+def client_conf(emu, tenant, client):
+    _, tconf = ci_get(emu.cfg.get("tenants", {}), tenant)
+    if tconf is None:
+        return None
+    return ci_get(tconf.get("clients", {}), client)[1]
+
+
+def grant_source(emu, tenant, form):
+    """Which counter a token request counts under (None: unknown grant).
+    An assertion is "federated" when the client has a federated_token
+    and either no certificate or an assertion without thumbprint."""
+    grant = form.get("grant_type")
+    if grant == "refresh_token":
+        return "refresh_token"
+    if grant == DEVICE_GRANT:
+        return "device_code"
+    if grant != "client_credentials":
+        return None
+    if "client_assertion" not in form or "client_secret" in form:
+        return "client_secret"
+    cconf = client_conf(emu, tenant, form.get("client_id", "")) or {}
+    if "federated_token" not in cconf:
+        return "client_assertion"
+    if "certificate" not in cconf:
+        return "federated"
+    try:
+        header = parse_jwt(form["client_assertion"])[0]
+    except ValueError:
+        return "federated"
+    thumbed = "x5t" in header or "x5t#S256" in header
+    return "client_assertion" if thumbed else "federated"
+
+
 async def handle_entra(emu, req, tenant):
-    """POST /{tenant}/oauth2/v2.0/token, client_credentials with a secret."""
+    """POST /{tenant}/oauth2/v2.0/token: every grant."""
+    form = dict(parse_form(req.body) or [])
+    source = grant_source(emu, tenant, form)
+    if source:
+        # Counted before faults: tests count attempts, not successes.
+        emu.counters[f"entra_{source}"] += 1
     await emu.fault_delay("entra")
     fault = emu.take_status_fault("entra")
     if fault:
         return fault
-    _, tconf = ci_get(emu.cfg.get("tenants", {}), tenant)
-    if tconf is None:
-        return entra_error(req, 400, "invalid_request", 90002,
-                           f"Tenant '{tenant}' not found. Check to make sure"
-                           " you have the correct tenant ID and are signing"
-                           " into the correct cloud.")
-    form = dict(parse_form(req.body) or [])
+    user_flow = source in ("refresh_token", "device_code")
+    if not known_tenant(emu, tenant, user_flow):
+        return unknown_tenant(req, tenant)
     for field in ("grant_type", "client_id"):
         if not form.get(field):
-            return entra_error(req, 400, "invalid_request", 900144,
-                               "The request body must contain the following"
-                               f" parameter: '{field}'.")
-    if form["grant_type"] != "client_credentials":
+            return missing_param(req, field)
+    if source is None:
         return entra_error(req, 400, "unsupported_grant_type", 70003,
                            "The app requested an unsupported grant type "
                            f"'{form['grant_type']}'.")
-    return check_client(emu, req, tenant, tconf, form)
+    if source == "refresh_token":
+        return redeem_refresh_token(emu, req, tenant, form)
+    if source == "device_code":
+        return poll_device_code(emu, req, tenant, form)
+    return check_client(emu, req, tenant, form, source)
 
 
-def check_client(emu, req, tenant, tconf, form):
+def check_client(emu, req, tenant, form, source):
+    """client_credentials: secret, certificate assertion or federated."""
     client = form["client_id"]
-    _, cconf = ci_get(tconf.get("clients", {}), client)
+    cconf = client_conf(emu, tenant, client)
     if cconf is None:
         return entra_error(req, 400, "unauthorized_client", 700016,
                            f"Application with identifier '{client}' was not"
@@ -773,12 +1182,27 @@ def check_client(emu, req, tenant, tconf, form):
                            " or consented to by any user in the tenant. You"
                            " may have sent your authentication request to"
                            " the wrong tenant.")
-    if form.get("client_secret") != cconf.get("secret"):
-        return entra_error(req, 401, "invalid_client", 7000215,
-                           "Invalid client secret provided. Ensure the"
-                           " secret being sent in the request is the client"
-                           " secret value, not the client secret ID, for a"
-                           f" secret added to app '{client}'.")
+    if "client_secret" in form and "client_assertion" in form:
+        return entra_error(req, 400, "invalid_request", 90014,
+                           "Send either 'client_secret' or"
+                           " 'client_assertion', not both.")
+    if "client_secret" not in form and "client_assertion" not in form:
+        return bad_client(req, 7000218, "The request body must contain the"
+                          " following parameter: 'client_assertion' or"
+                          " 'client_secret'.")
+    if source == "client_secret":
+        err = check_secret(req, client, cconf, form["client_secret"])
+    elif form.get("client_assertion_type") != JWT_BEARER:
+        err = entra_error(req, 400, "invalid_request", 50027,
+                          "client_assertion_type must be"
+                          f" '{JWT_BEARER}'.")
+    elif source == "federated":
+        err = check_federated(req, cconf, form["client_assertion"])
+    else:
+        err = check_assertion(emu, req, client, cconf,
+                              form["client_assertion"])
+    if err:
+        return err
     scope = form.get("scope", "")
     if scope not in ARM_SCOPES:
         return entra_error(req, 400, "invalid_scope", 70011,
@@ -786,11 +1210,502 @@ def check_client(emu, req, tenant, tconf, form):
                            " input parameter. The provided value for the"
                            " input parameter 'scope' is not valid. The"
                            f" scope {scope} is not valid.")
-    token, lifetime = emu.issue_token(tenant, client, scope)
-    body = {"token_type": "Bearer", "expires_in": lifetime,
-            "ext_expires_in": lifetime, "access_token": token}
-    return json_resp(200, body, [("x-ms-request-id", str(uuid.uuid4())),
-                                 ("Cache-Control", "no-store, no-cache")])
+    token, lifetime = emu.issue_token(
+        source, tenant, scope_resource(scope),
+        {"appid": client, "appidacr": "1" if source == "client_secret"
+         else "2", "idtyp": "app"})
+    return entra_ok({"token_type": "Bearer", "expires_in": lifetime,
+                     "ext_expires_in": lifetime, "access_token": token})
+
+
+def check_secret(req, client, cconf, secret):
+    if "secret" not in cconf or secret != cconf["secret"]:
+        return bad_client(req, 7000215, "Invalid client secret provided."
+                          " Ensure the secret being sent in the request is"
+                          " the client secret value, not the client secret"
+                          f" ID, for a secret added to app '{client}'.")
+    return None
+
+
+# -- JWT client assertions (certificate credential)
+
+B64URL_RE = re.compile(r"^[A-Za-z0-9_-]*$")
+
+
+def b64url_decode(seg):
+    """Strict: unpadded base64url only, as JWS compact segments are."""
+    if not B64URL_RE.match(seg) or len(seg) % 4 == 1:
+        raise ValueError("not unpadded base64url")
+    return base64.urlsafe_b64decode(seg + "=" * (-len(seg) % 4))
+
+
+def parse_jwt(text):
+    """(header, claims, signature, signed bytes); ValueError if malformed."""
+    parts = text.split(".")
+    if len(parts) != 3:
+        raise ValueError("a JWT has three segments")
+    header = json.loads(b64url_decode(parts[0]))
+    claims = json.loads(b64url_decode(parts[1]))
+    if not isinstance(header, dict) or not isinstance(claims, dict):
+        raise ValueError("header and claims must be JSON objects")
+    return (header, claims, b64url_decode(parts[2]),
+            f"{parts[0]}.{parts[1]}".encode())
+
+
+def jwt_claims(text):
+    """Claims of a JWT, or {} if it is none."""
+    try:
+        return parse_jwt(text)[1]
+    except ValueError:
+        return {}
+
+
+def crypto():
+    """python3-cryptography, imported only when a certificate is used."""
+    try:
+        from cryptography import x509, exceptions
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import padding, rsa
+    except ImportError:
+        raise ConfigError("certificate credentials need python3-cryptography"
+                          " (tests/deps.sh installs it)")
+    return {"x509": x509, "InvalidSignature": exceptions.InvalidSignature,
+            "hashes": hashes, "serialization": serialization,
+            "padding": padding, "rsa": rsa}
+
+
+PEM_CERT_RE = re.compile(rb"-----BEGIN CERTIFICATE-----\r?\n.+?"
+                         rb"-----END CERTIFICATE-----", re.S)
+
+
+def load_certificates(spec):
+    """[(DER bytes, public key)] of a client's "certificate": a path or a
+    list of paths to PEM files; the first certificate of each file counts
+    (the file may hold the private key too)."""
+    c = crypto()
+    paths = [spec] if isinstance(spec, str) else spec
+    if not isinstance(paths, list) or not all(isinstance(p, str)
+                                               for p in paths):
+        raise ConfigError("certificate: a path or a list of paths")
+    out = []
+    for path in paths:
+        try:
+            with open(path, "rb") as f:
+                found = PEM_CERT_RE.search(f.read())
+        except OSError as e:
+            raise ConfigError(f"certificate {path}: {e.strerror}")
+        if not found:
+            raise ConfigError(f"certificate {path}: no PEM certificate")
+        try:
+            cert = c["x509"].load_pem_x509_certificate(found.group(0))
+        except ValueError as e:
+            raise ConfigError(f"certificate {path}: {e}")
+        der = cert.public_bytes(c["serialization"].Encoding.DER)
+        out.append((der, cert.public_key()))
+    return out
+
+
+def thumb(value, standard_ok):
+    """A thumbprint header value in one canonical form (unpadded
+    base64url), or None; standard_ok also takes '+' and '/'."""
+    if not isinstance(value, str):
+        return None
+    value = value.rstrip("=")
+    if standard_ok:
+        value = value.replace("+", "-").replace("/", "_")
+    return value
+
+
+def find_cert(certs, header):
+    """The registered (der, key) the assertion's x5t / x5t#S256 names;
+    every thumbprint header present must name the same certificate."""
+    wanted = []
+    if "x5t#S256" in header:
+        wanted.append((hashlib.sha256, thumb(header["x5t#S256"], True)))
+    if "x5t" in header:
+        wanted.append((hashlib.sha1, thumb(header["x5t"], False)))
+    if not wanted:
+        return None
+    for der, key in certs:
+        if all(b64url(h(der).digest()) == v for h, v in wanted):
+            return der, key
+    return None
+
+
+def verify_signature(alg, key, signed, sig):
+    c = crypto()
+    if not isinstance(key, c["rsa"].RSAPublicKey):
+        return False
+    pad = c["padding"]
+    if alg == "RS256":
+        scheme = pad.PKCS1v15()
+    else:
+        scheme = pad.PSS(mgf=pad.MGF1(c["hashes"].SHA256()), salt_length=32)
+    try:
+        key.verify(sig, signed, scheme, c["hashes"].SHA256())
+        return True
+    except c["InvalidSignature"]:
+        return False
+
+
+def token_url_ok(emu, req, aud):
+    """aud is this emulator's token URL for the path the request came to:
+    https://localhost:PORT/{tenant}/oauth2/v2.0/token (or 127.0.0.1, or
+    the listen address); the path compares case-insensitively."""
+    if not isinstance(aud, str):
+        return False
+    try:
+        url = urllib.parse.urlsplit(aud)
+        port = url.port
+    except ValueError:
+        return False
+    hosts = {"localhost", "127.0.0.1", norm_ip(emu.listen) or emu.listen}
+    return (url.scheme == emu.scheme and port == emu.port
+            and (url.hostname or "").lower() in hosts
+            and url.path.lower() == req.path.lower()
+            and not url.query and not url.fragment
+            and "@" not in url.netloc)
+
+
+def is_number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def check_assertion(emu, req, client, cconf, assertion):
+    """A certificate credential's JWT, checked in this order: form,
+    thumbprint, signature, iss, sub, aud, time, jti."""
+    try:
+        header, claims, sig, signed = parse_jwt(assertion)
+    except ValueError as e:
+        return entra_error(req, 400, "invalid_request", 50027,
+                           f"JWT token is invalid or malformed ({e}).")
+    if "certificate" not in cconf:
+        return bad_client(req, 50012, "No certificate is registered for"
+                          f" application '{client}'.")
+    try:
+        certs = load_certificates(cconf["certificate"])
+    except ConfigError as e:
+        emu.internal_error(e)
+        return entra_error(req, 500, "server_error", 50000, str(e))
+    found = find_cert(certs, header)
+    if found is None:
+        return bad_client(req, 50012, "The certificate used to sign the"
+                          " client assertion is not registered on"
+                          f" application '{client}' (x5t"
+                          f" '{header.get('x5t')}', x5t#S256"
+                          f" '{header.get('x5t#S256')}').")
+    if header.get("alg") not in ("RS256", "PS256") or not verify_signature(
+            header["alg"], found[1], signed, sig):
+        return bad_client(req, 700027, "Client assertion failed signature"
+                          f" validation (alg {header.get('alg')!r}).")
+    return check_claims(emu, req, client, claims)
+
+
+def check_claims(emu, req, client, claims):
+    if claims.get("iss") != client:
+        return bad_client(req, 700021, "Client assertion application"
+                          " identifier doesn't match 'client_id'"
+                          " parameter.")
+    if claims.get("sub") != claims.get("iss"):
+        return bad_client(req, 50048, "Subject mismatches Issuer claim in"
+                          " the client assertion.")
+    if not token_url_ok(emu, req, claims.get("aud")):
+        return bad_client(req, 700023, "Client assertion audience claim"
+                          f" '{claims.get('aud')}' is not the token"
+                          " endpoint it was sent to.")
+    now = time.time()
+    exp, nbf, iat = claims.get("exp"), claims.get("nbf"), claims.get("iat")
+    if not is_number(exp) or any(v is not None and not is_number(v)
+                                 for v in (nbf, iat)):
+        return entra_error(req, 400, "invalid_request", 50027, "JWT token"
+                           " is invalid or malformed (exp, nbf and iat"
+                           " must be numbers; exp is required).")
+    if (exp <= now or exp > now + ASSERTION_MAX_S + ASSERTION_SKEW_S
+            or any(v is not None and v > now + ASSERTION_SKEW_S
+                   for v in (nbf, iat))):
+        return bad_client(req, 700024, "Client assertion is not within its"
+                          f" valid time range. Current time: {int(now)},"
+                          f" nbf: {nbf}, iat: {iat}, exp: {exp}.")
+    if not isinstance(claims.get("jti"), str) or not claims["jti"]:
+        return entra_error(req, 400, "invalid_request", 50027, "JWT token"
+                           " is invalid or malformed (no jti).")
+    return None
+
+
+def check_federated(req, cconf, assertion):
+    """Workload identity: the assertion must be one of the configured
+    federated_token strings; a JWT one must not have expired."""
+    allowed = cconf.get("federated_token")
+    allowed = [allowed] if isinstance(allowed, str) else allowed
+    if assertion in allowed:
+        exp = jwt_claims(assertion).get("exp")
+        if is_number(exp) and exp <= time.time():
+            return bad_client(req, 700024, "Client assertion is not within"
+                              " its valid time range (federated token"
+                              f" expired at {exp}).")
+        return None
+    given = jwt_claims(assertion)
+    issuers = {jwt_claims(t).get("iss") for t in allowed} - {None}
+    if given.get("iss") and issuers and given["iss"] not in issuers:
+        return bad_client(req, 700211, "No matching federated identity"
+                          " record found for presented assertion issuer"
+                          f" '{given['iss']}'.")
+    return entra_error(req, 400, "invalid_request", 70021,
+                       "No matching federated identity record found for"
+                       " presented assertion. Assertion Issuer:"
+                       f" '{given.get('iss', '')}'. Assertion Subject:"
+                       f" '{given.get('sub', '')}'. Assertion Audience:"
+                       f" '{given.get('aud', '')}'.")
+
+
+# -- user tokens: refresh token and device code
+
+def public_client_ok(emu, client):
+    allowed = [CLI_CLIENT_ID] + list(emu.cfg.get("public_clients", []))
+    return client.lower() in (c.lower() for c in allowed)
+
+
+def unknown_public_client(req, client, tenant):
+    return entra_error(req, 400, "unauthorized_client", 700016,
+                       f"Application with identifier '{client}' was not"
+                       f" found in the directory '{tenant}' (not a public"
+                       " client of this emulator).")
+
+
+def user_scope(req, form):
+    """(ARM scope, None) for a user flow's scope list, or (None, error):
+    exactly one resource scope, an ARM one; OIDC scopes may come too."""
+    if not form.get("scope"):
+        return None, missing_param(req, "scope")
+    resources = [s for s in form["scope"].split() if s not in USER_SCOPES]
+    if len(resources) != 1 or resources[0] not in ARM_SCOPES:
+        return None, entra_error(
+            req, 400, "invalid_scope", 70011, "The provided value for the"
+            f" input parameter 'scope' is not valid: {form['scope']}"
+            f" (one ARM scope needed, e.g. {ARM_SCOPES[0]}).")
+    return resources[0], None
+
+
+def user_oid(upn, user):
+    return user.get("oid") or str(uuid.uuid5(uuid.NAMESPACE_URL,
+                                             f"azure-emu:user:{upn}"))
+
+
+def make_id_token(client, upn, user, now):
+    """JWT-shaped, signature random: nothing should verify it."""
+    tid = user["tenant"]
+    header = {"typ": "JWT", "alg": "RS256", "kid": b64url(os.urandom(20))}
+    claims = {"aud": client, "iss": f"https://login.microsoftonline.com/"
+              f"{tid}/v2.0", "iat": now, "nbf": now, "exp": now + 3600,
+              "name": user.get("name", upn), "oid": user_oid(upn, user),
+              "preferred_username": upn, "sub": b64url(os.urandom(32)),
+              "tid": tid, "ver": "2.0"}
+    return ".".join([b64url(jdump(header)), b64url(jdump(claims)),
+                     b64url(os.urandom(256))])
+
+
+def user_token_claims(client, upn, user):
+    return {"appid": client, "appidacr": "0", "idtyp": "user",
+            "oid": user_oid(upn, user), "upn": upn, "unique_name": upn,
+            "name": user.get("name", upn), "scp": "user_impersonation"}
+
+
+def user_token_response(emu, source, client, upn, user, scope):
+    """A v2 token response for a user, with a new refresh token."""
+    now = int(time.time())
+    tid = user["tenant"]
+    token, lifetime = emu.issue_token(source, tid, scope_resource(scope),
+                                      user_token_claims(client, upn, user))
+    rt = "0.A" + secrets.token_urlsafe(600)
+    emu.issued_rts[rt] = upn
+    info = {"uid": user_oid(upn, user), "utid": tid}
+    body = {"token_type": "Bearer", "scope": scope, "expires_in": lifetime,
+            "ext_expires_in": lifetime, "access_token": token,
+            "refresh_token": rt,
+            "id_token": make_id_token(client, upn, user, now),
+            "client_info": b64url(jdump(info))}
+    if client.lower() == CLI_CLIENT_ID:
+        body["foci"] = "1"            # the Azure CLI is a FOCI client
+    return entra_ok(body)
+
+
+def find_refresh_token(emu, rt):
+    """(state, upn): state valid|expired|revoked|unknown."""
+    if rt in emu.revoked_rts:
+        return "revoked", None
+    for upn, user in emu.cfg.get("users", {}).items():
+        if rt in user.get("expired_refresh_tokens", []):
+            return "expired", upn
+        if rt in user.get("refresh_tokens", []):
+            return "valid", upn
+    upn = emu.issued_rts.get(rt)
+    if upn is not None and upn in emu.cfg.get("users", {}):
+        return "valid", upn
+    return "unknown", None
+
+
+def tenant_has_user(tenant, user):
+    return (tenant.lower() in ANY_TENANTS
+            or tenant.lower() == str(user.get("tenant", "")).lower())
+
+
+def redeem_refresh_token(emu, req, tenant, form):
+    client = form["client_id"]
+    if not public_client_ok(emu, client):
+        return unknown_public_client(req, client, tenant)
+    if not form.get("refresh_token"):
+        return missing_param(req, "refresh_token")
+    scope, err = user_scope(req, form)
+    if err:
+        return err
+    rt = form["refresh_token"]
+    state, upn = find_refresh_token(emu, rt)
+    if state == "expired":
+        return entra_error(req, 400, "invalid_grant", 700082, "The refresh"
+                           " token has expired due to inactivity. Sign in"
+                           " again.")
+    if state != "valid":
+        return entra_error(req, 400, "invalid_grant", 70008, "The provided"
+                           " refresh token has expired or been revoked."
+                           " Sign in again.")
+    user = emu.cfg["users"][upn]
+    if not tenant_has_user(tenant, user):
+        return entra_error(req, 400, "invalid_grant", 50020, f"User account"
+                           f" '{upn}' does not exist in tenant '{tenant}'.")
+    err = user.get("refresh_error")
+    if err:
+        return entra_error(req, err.get("status", 400),
+                           err.get("error", "invalid_grant"),
+                           err.get("code", 50076),
+                           err.get("text", "Emulated refusal for this"
+                                   " user."))
+    if emu.cfg.get("rotate_refresh_tokens"):
+        emu.revoked_rts.add(rt)
+    return user_token_response(emu, "refresh_token", client, upn, user,
+                               scope)
+
+
+class DeviceFlow:
+    """One device authorization: issued, polled, approved or denied."""
+
+    def __init__(self, emu, tenant, client, scope):
+        cfg = emu.cfg
+        self.device_code = "DAQABAAEAAA" + secrets.token_urlsafe(120)
+        alphabet = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+        self.user_code = "".join(secrets.choice(alphabet) for _ in range(9))
+        self.tenant, self.client, self.scope = tenant, client, scope
+        self.expires_in = cfg.get("device_code_expires_s", 900)
+        self.interval = cfg.get("device_code_interval_s", 5)
+        self.created = time.monotonic()
+        self.last_poll = None
+        self.polls = 0
+        self.slow_downs = 0
+        self.state = "pending"        # pending|approved|denied|redeemed
+        self.user = None
+
+    def public(self):
+        left = self.created + self.expires_in - time.monotonic()
+        return {"user_code": self.user_code, "client_id": self.client,
+                "tenant": self.tenant, "scope": self.scope,
+                "state": self.state, "user": self.user,
+                "polls": self.polls, "slow_downs": self.slow_downs,
+                "interval": self.interval,
+                "expires_in_s": round(max(left, 0), 3)}
+
+
+async def handle_devicecode(emu, req, tenant):
+    """POST /{tenant}/oauth2/v2.0/devicecode: start a device code flow."""
+    await emu.fault_delay("devicecode")
+    fault = emu.take_status_fault("devicecode")
+    if fault:
+        return fault
+    if not known_tenant(emu, tenant, True):
+        return unknown_tenant(req, tenant)
+    form = dict(parse_form(req.body) or [])
+    if not form.get("client_id"):
+        return missing_param(req, "client_id")
+    if not public_client_ok(emu, form["client_id"]):
+        return unknown_public_client(req, form["client_id"], tenant)
+    scope, err = user_scope(req, form)
+    if err:
+        return err
+    flow = DeviceFlow(emu, tenant, form["client_id"], scope)
+    emu.device_flows[flow.device_code] = flow
+    return entra_ok({
+        "user_code": flow.user_code, "device_code": flow.device_code,
+        "verification_uri": VERIFICATION_URI,
+        "expires_in": flow.expires_in, "interval": flow.interval,
+        "message": f"To sign in, use a web browser to open the page"
+                   f" {VERIFICATION_URI} and enter the code"
+                   f" {flow.user_code} to authenticate."})
+
+
+def poll_device_code(emu, req, tenant, form):
+    """The device code grant, checked in this order: known code,
+    redeemed, expired, declined, polled too fast, approved, pending."""
+    code = form.get("device_code") or form.get("code")
+    if not code:
+        return missing_param(req, "device_code")
+    flow = emu.device_flows.get(code)
+    if (flow is None or flow.tenant.lower() != tenant.lower()
+            or flow.client.lower() != form["client_id"].lower()):
+        return entra_error(req, 400, "bad_verification_code", 70000,
+                           "The device_code is not known for this tenant"
+                           " and client.")
+    now = time.monotonic()
+    if flow.state == "redeemed":
+        return entra_error(req, 400, "invalid_grant", 54005, "This device"
+                           " code has already been redeemed.")
+    if now >= flow.created + flow.expires_in:
+        return entra_error(req, 400, "expired_token", 70020, "The provided"
+                           " value for the input parameter 'device_code' is"
+                           " not valid. This device code has expired.")
+    if flow.state == "denied":
+        return entra_error(req, 400, "authorization_declined", 70000,
+                           "The user declined the sign-in request.")
+    early = (flow.last_poll is not None and flow.interval
+             and now - flow.last_poll < flow.interval - POLL_TOLERANCE_S)
+    flow.last_poll = now
+    flow.polls += 1
+    if early:
+        # RFC 8628 3.5: the client adds 5 s to its interval from now on.
+        flow.slow_downs += 1
+        flow.interval += emu.cfg.get("device_code_slow_down_s", 5)
+        return entra_error(req, 400, "slow_down", 70016, "OAuth 2.0 device"
+                           " flow error. Polling too fast: slow down.")
+    auto = emu.cfg.get("device_code_auto_approve")
+    if flow.state == "pending" and auto and flow.polls > 1:
+        approve_flow(emu, flow, auto)
+    if flow.state == "approved":
+        flow.state = "redeemed"
+        user = emu.cfg.get("users", {}).get(flow.user)
+        if user is None:
+            return entra_error(req, 400, "invalid_grant", 50034, "The user"
+                               f" account {flow.user} does not exist.")
+        return user_token_response(emu, "device_code", flow.client,
+                                   flow.user, user, flow.scope)
+    return entra_error(req, 400, "authorization_pending", 70016, "OAuth 2.0"
+                       " device flow error. Authorization is pending."
+                       " Continue polling.")
+
+
+def approve_flow(emu, flow, upn):
+    """Sign a user in to a flow; raises ConfigError if that cannot be."""
+    user = emu.cfg.get("users", {}).get(upn)
+    if user is None:
+        raise ConfigError(f"no such user in config: {upn!r}")
+    if not tenant_has_user(flow.tenant, user):
+        raise ConfigError(f"user {upn} is not in tenant {flow.tenant}")
+    flow.state = "approved"
+    flow.user = upn
+
+
+def flow_by_user_code(emu, body):
+    code = str(body.get("user_code", "")).upper()
+    for flow in emu.device_flows.values():
+        if flow.user_code == code:
+            return flow
+    raise LookupError(f"no device code flow with user_code {code!r}")
 
 
 # ---------------------------------------------------------------- ARM
@@ -1045,6 +1960,275 @@ async def handle_connection(emu, req):
     return text_resp(200, emu.bastion_pod(bconf))
 
 
+# ---------------------------------------------------------------- MI
+
+def mi_error(status, error, description):
+    """IMDS-style error body (IMDS, Arc, Cloud Shell)."""
+    return json_resp(status, {"error": error,
+                              "error_description": description})
+
+
+def appservice_error(status, message):
+    return json_resp(status, {"statusCode": status, "message": message,
+                              "correlationId": str(uuid.uuid4())})
+
+
+def metadata_ok(req):
+    return req.header("metadata").lower() == "true"
+
+
+def resource_error(resource):
+    """Description of why a managed identity resource is refused, or
+    None. A v2 scope ("/.default") is refused: MI endpoints take a
+    resource."""
+    if not resource:
+        return "Required query variable 'resource' is missing"
+    if resource not in ARM_RESOURCES:
+        return ("AADSTS500011: The resource principal named"
+                f" {resource} was not found in the tenant.")
+    return None
+
+
+def system_identity(mi):
+    return {"kind": "system",
+            "client_id": mi.get("system_client_id") or str(uuid.uuid5(
+                uuid.NAMESPACE_URL, "azure-emu:system-identity:client")),
+            "object_id": mi.get("system_object_id") or str(uuid.uuid5(
+                uuid.NAMESPACE_URL, "azure-emu:system-identity:object")),
+            "resource_id": None}
+
+
+def pick_identity(emu, query, selectors):
+    """(identity, None) or (None, reason). selectors maps a query name to
+    the identity field it matches (client_id, object_id, resource_id)."""
+    mi = emu.cfg.get("managed_identity", {})
+    given = [(k, query[k]) for k in selectors if query.get(k)]
+    if len(given) > 1:
+        return None, ("Only one of " + ", ".join(selectors)
+                      + " may be given")
+    users = [dict(u, kind="user") for u in mi.get("user_assigned", [])]
+    if given:
+        name, value = given[0]
+        field = selectors[name]
+        for ident in users:
+            if str(ident.get(field, "")).lower() == value.lower():
+                return ident, None
+        return None, "Identity not found"
+    if mi.get("system"):
+        return system_identity(mi), None
+    if len(users) == 1:
+        return users[0], None
+    if users:
+        return None, ("More than one user-assigned identity is assigned;"
+                      " name one with " + ", ".join(selectors))
+    return None, "Identity not found"
+
+
+def identity_claims(ident):
+    claims = {"appid": ident.get("client_id"), "appidacr": "2",
+              "idtyp": "app", "oid": ident.get("object_id")}
+    if ident.get("resource_id"):
+        claims["xms_mirid"] = ident["resource_id"]
+    return claims
+
+
+def mi_tenant(emu):
+    return emu.cfg.get("managed_identity", {}).get(
+        "tenant", "00000000-0000-0000-0000-0000000000e1")
+
+
+def msi_body(token, lifetime, resource, client_id=None):
+    """The IMDS token answer: every number a string."""
+    now = int(time.time())
+    body = {"access_token": token, "refresh_token": "",
+            "expires_in": str(lifetime), "expires_on": str(now + lifetime),
+            "ext_expires_in": str(lifetime), "not_before": str(now),
+            "resource": resource, "token_type": "Bearer"}
+    if client_id:
+        body["client_id"] = client_id
+    return json_resp(200, body)
+
+
+IMDS_SELECTORS = {"client_id": "client_id", "object_id": "object_id",
+                  "msi_res_id": "resource_id", "mi_res_id": "resource_id"}
+APPSERVICE_SELECTORS = {"client_id": "client_id", "object_id": "object_id",
+                        "principal_id": "object_id",
+                        "mi_res_id": "resource_id"}
+
+
+async def msi_precheck(emu, req, role, versions, resource):
+    """IMDS, Arc and Cloud Shell, in order: faults, the Metadata header,
+    api-version (versions: None unchecked, () any, else one of them),
+    resource. An error Response, or None."""
+    await emu.fault_delay(role)
+    fault = emu.take_status_fault(role)
+    if fault:
+        return fault
+    if not metadata_ok(req):
+        return mi_error(400, "invalid_request",
+                        "Required metadata header not specified")
+    version = req.query.get("api-version")
+    if versions is not None and not version:
+        return mi_error(400, "invalid_request",
+                        "Required query variable 'api-version' is missing")
+    if versions and version not in versions:
+        return mi_error(400, "invalid_request", "api-version must be one"
+                        f" of {', '.join(versions)}")
+    why = resource_error(resource)
+    if why:
+        return mi_error(400, "invalid_resource" if resource
+                        else "invalid_request", why)
+    return None
+
+
+async def handle_imds(emu, req):
+    """GET /metadata/identity/oauth2/token (IMDS, api-version 2018-02-01)."""
+    resource = req.query.get("resource", "")
+    err = await msi_precheck(emu, req, "imds", (), resource)
+    if err:
+        return err
+    ident, why = pick_identity(emu, req.query, IMDS_SELECTORS)
+    if ident is None:
+        return mi_error(400, "invalid_request", why)
+    token, lifetime = emu.issue_token("imds", mi_tenant(emu), resource,
+                                      identity_claims(ident))
+    return msi_body(token, lifetime, resource, ident["client_id"])
+
+
+async def handle_appservice(emu, req):
+    """GET /msi/token: App Service / Container Apps, 2019-08-01."""
+    await emu.fault_delay("appservice")
+    fault = emu.take_status_fault("appservice")
+    if fault:
+        return fault
+    want = emu.cfg.get("appservice_header")
+    if not want:
+        return appservice_error(500, "emulator: appservice_header is not"
+                                " configured")
+    if req.header("x-identity-header") != want:
+        return appservice_error(401, "X-IDENTITY-HEADER is missing or"
+                                " wrong")
+    if req.query.get("api-version") != "2019-08-01":
+        return appservice_error(400, "api-version must be 2019-08-01")
+    resource = req.query.get("resource", "")
+    why = resource_error(resource)
+    if why:
+        return appservice_error(400, why)
+    ident, why = pick_identity(emu, req.query, APPSERVICE_SELECTORS)
+    if ident is None:
+        return appservice_error(400, f"Unable to load the managed"
+                                f" identity: {why}")
+    token, lifetime = emu.issue_token("appservice", mi_tenant(emu),
+                                      resource, identity_claims(ident))
+    return json_resp(200, {"access_token": token,
+                           "expires_on": str(int(time.time()) + lifetime),
+                           "resource": resource, "token_type": "Bearer",
+                           "client_id": ident["client_id"]})
+
+
+def remove_files(paths):
+    for path in paths:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+
+
+def write_secret_file(path, secret):
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secret)
+
+
+def arc_outside_dir(emu):
+    """A directory of our own outside arc_token_dir, for realm faults."""
+    if emu.arc_outside is None:
+        emu.arc_outside = tempfile.mkdtemp(prefix="azure-emu-arc-")
+    return emu.arc_outside
+
+
+def arc_challenge(emu, tokdir):
+    """401 naming a new secret file, shaped by the arc_realm fault."""
+    mode = emu.faults.get("arc_realm")
+    name = secrets.token_hex(16)
+    secret = secrets.token_urlsafe(32)
+    if mode == "too_big":
+        secret = (secret + secrets.token_urlsafe(4200))[:4097]
+    files = []
+    if mode in ("outside", "dotdot", "symlink"):
+        outside = os.path.join(arc_outside_dir(emu), f"{name}.key")
+        write_secret_file(outside, secret)
+        files.append(outside)
+        if mode == "outside":
+            realm = outside
+        elif mode == "dotdot":
+            realm = os.path.join(tokdir, os.path.relpath(outside, tokdir))
+        else:
+            realm = os.path.join(tokdir, f"{name}.key")
+            os.symlink(outside, realm)
+            files.append(realm)
+    elif mode == "missing":
+        realm = os.path.join(tokdir, f"{name}.key")
+    else:
+        ext = ".txt" if mode == "wrong_ext" else ".key"
+        realm = os.path.join(tokdir, name + ext)
+        write_secret_file(realm, secret)
+        files.append(realm)
+    if len(emu.arc_secrets) >= ARC_MAX_SECRETS:
+        oldest = next(iter(emu.arc_secrets))
+        remove_files(emu.arc_secrets.pop(oldest))
+    emu.arc_secrets[secret] = files
+    headers = []
+    if mode != "no_header":
+        scheme = "Bearer" if mode == "not_basic" else "Basic"
+        headers.append(("WWW-Authenticate", f"{scheme} realm={realm}"))
+    return json_resp(401, {"error": "unauthorized_client",
+                           "error_description": "Read the file the realm"
+                           " names and send it as Basic credentials."},
+                     headers)
+
+
+async def handle_arc(emu, req):
+    """GET /arc/metadata/identity/oauth2/token: Azure Arc (himds)."""
+    resource = req.query.get("resource", "")
+    err = await msi_precheck(emu, req, "arc", ARC_API_VERSIONS, resource)
+    if err:
+        return err
+    tokdir = emu.cfg.get("arc_token_dir")
+    if not tokdir or not os.path.isdir(tokdir):
+        return mi_error(500, "server_error", "emulator: arc_token_dir is"
+                        " not configured or not a directory")
+    scheme, _, cred = req.header("authorization").partition(" ")
+    if scheme.lower() == "basic" and cred in emu.arc_secrets:
+        # A secret works once; its file goes with it.
+        remove_files(emu.arc_secrets.pop(cred))
+        ident = system_identity(emu.cfg.get("managed_identity", {}))
+        token, lifetime = emu.issue_token("arc", mi_tenant(emu), resource,
+                                          identity_claims(ident))
+        return msi_body(token, lifetime, resource)
+    return arc_challenge(emu, os.path.abspath(tokdir))
+
+
+async def handle_cloudshell(emu, req):
+    """POST /cloudshell/oauth2/token: the Cloud Shell user's token."""
+    resource = ""
+    if media_type(req) == "application/x-www-form-urlencoded":
+        resource = dict(parse_form(req.body) or []).get("resource", "")
+    err = await msi_precheck(emu, req, "cloudshell", None, resource)
+    if err:
+        return err
+    upn = emu.cfg.get("cloudshell_user")
+    user = emu.cfg.get("users", {}).get(upn)
+    if user is None:
+        return mi_error(400, "invalid_request", "emulator: no"
+                        " cloudshell_user is signed in")
+    token, lifetime = emu.issue_token(
+        "cloudshell", user["tenant"], resource,
+        user_token_claims(CLI_CLIENT_ID, upn, user))
+    return msi_body(token, lifetime, resource)
+
+
 # ---------------------------------------------------------------- /_emu
 
 async def handle_emu(emu, req, what):
@@ -1059,10 +2243,15 @@ async def handle_emu(emu, req, what):
             return json_resp(200, emu.counters)
         if get and what in ("faults", "config"):
             return json_resp(200, emu.faults if what == "faults" else emu.cfg)
+        if get and what == "devicecode":
+            return json_resp(200, {"flows": [
+                f.public() for f in emu.device_flows.values()]})
         if req.method == "POST":
             return emu_post(emu, req, what)
     except (ValueError, ConfigError) as e:
         return json_resp(400, {"message": str(e)})
+    except LookupError as e:
+        return json_resp(404, {"message": str(e)})
     return json_resp(404, {"message": f"no such test endpoint: {what}"})
 
 
@@ -1082,7 +2271,31 @@ def emu_post(emu, req, what):
         validate_config(new)
         emu.cfg = new
         return json_resp(200, emu.cfg)
+    if what == "devicecode/approve":
+        flow = flow_by_user_code(emu, body)
+        approve_flow(emu, flow, body.get("user"))
+        return json_resp(200, flow.public())
+    if what == "devicecode/deny":
+        flow = flow_by_user_code(emu, body)
+        flow.state = "denied"
+        return json_resp(200, flow.public())
+    if what == "revoke":
+        return json_resp(200, {"revoked": revoke(emu, body)})
     return json_resp(404, {"message": f"no such test endpoint: {what}"})
+
+
+def revoke(emu, body):
+    """Revoke {"refresh_token": RT} or every RT of {"user": UPN}."""
+    if "refresh_token" in body:
+        emu.revoked_rts.add(body["refresh_token"])
+        return 1
+    upn = body.get("user")
+    if upn not in emu.cfg.get("users", {}):
+        raise ConfigError(f"no such user in config: {upn!r}")
+    rts = set(emu.cfg["users"][upn].get("refresh_tokens", []))
+    rts |= {rt for rt, u in emu.issued_rts.items() if u == upn}
+    emu.revoked_rts |= rts
+    return len(rts)
 
 
 def sessions_view(emu):
@@ -1564,10 +2777,12 @@ def route(req):
     """(role, handler args) for a request; role names the counter."""
     segs = [urllib.parse.unquote(s) for s in req.path.split("/")[1:]]
     low = [s.lower() for s in segs]
-    if low and low[0] in ("_emu", "_fake") and len(segs) == 2:
-        return "emu", segs[1]
+    if low and low[0] in ("_emu", "_fake") and len(segs) >= 2:
+        return "emu", "/".join(segs[1:])
     if len(low) == 4 and low[1:] == ["oauth2", "v2.0", "token"]:
         return "entra", segs[0]
+    if len(low) == 4 and low[1:] == ["oauth2", "v2.0", "devicecode"]:
+        return "devicecode", segs[0]
     if low[:1] == ["subscriptions"]:
         return "arm", segs
     if segs == ["api", "tokens"]:
@@ -1583,15 +2798,36 @@ def route(req):
     return "other", None
 
 
+PLAIN_ROUTES = {"/metadata/identity/oauth2/token": "imds",
+                "/msi/token": "appservice",
+                "/arc/metadata/identity/oauth2/token": "arc",
+                "/cloudshell/oauth2/token": "cloudshell"}
+
+
+def route_plain(req):
+    """Routes of the plain-HTTP managed identity listener."""
+    segs = [urllib.parse.unquote(s) for s in req.path.split("/")[1:]]
+    if segs and segs[0].lower() in ("_emu", "_fake") and len(segs) >= 2:
+        return "emu", "/".join(segs[1:])
+    return PLAIN_ROUTES.get(req.path, "other"), None
+
+
 METHODS = {"entra": "POST", "tokens_post": "POST", "tokens_delete": "DELETE",
-           "connection": "POST"}
+           "connection": "POST", "devicecode": "POST", "imds": "GET",
+           "appservice": "GET", "arc": "GET", "cloudshell": "POST"}
+HANDLERS = {"imds": handle_imds, "appservice": handle_appservice,
+            "arc": handle_arc, "cloudshell": handle_cloudshell}
 
 
 async def dispatch(emu, req, role, arg):
     if METHODS.get(role, req.method) != req.method:
         return bastion_error(405, "Method not allowed")
+    if role in HANDLERS:
+        return await HANDLERS[role](emu, req)
     if role == "entra":
         return await handle_entra(emu, req, arg)
+    if role == "devicecode":
+        return await handle_devicecode(emu, req, arg)
     if role == "arm":
         return await handle_arm(emu, req, arg)
     if role == "tokens_post":
@@ -1603,8 +2839,9 @@ async def dispatch(emu, req, role, arg):
     return bastion_error(404, "Not found")
 
 
-async def serve_requests(emu, reader, writer, conn):
-    """HTTP/1.1 keep-alive loop; a WebSocket upgrade takes the connection."""
+async def serve_requests(emu, reader, writer, conn, plain):
+    """HTTP/1.1 keep-alive loop; a WebSocket upgrade takes the connection.
+    plain: the managed identity listener, with its own routes."""
     while True:
         try:
             req = await read_request(reader, writer)
@@ -1615,7 +2852,7 @@ async def serve_requests(emu, reader, writer, conn):
         if req is None:
             return
         req.conn = conn
-        role, arg = route(req)
+        role, arg = route_plain(req) if plain else route(req)
         if role == "ws":
             await handle_ws(emu, req, reader, writer, *arg)
             return
@@ -1634,9 +2871,9 @@ async def serve_requests(emu, reader, writer, conn):
             return
 
 
-async def handle_conn(emu, tls, reader, writer):
+async def handle_conn(emu, tls, reader, writer, plain=False):
     emu.conn_seq += 1
-    emu.counters["connections"] += 1
+    emu.counters["plain_connections" if plain else "connections"] += 1
     conn = emu.conn_seq
     try:
         if tls is not None:
@@ -1646,7 +2883,7 @@ async def handle_conn(emu, tls, reader, writer):
                 emu.counters["tls_failures"] += 1
                 log(f"conn {conn}: TLS handshake failed: {e}")
                 return
-        await serve_requests(emu, reader, writer, conn)
+        await serve_requests(emu, reader, writer, conn, plain)
     except (OSError, asyncio.IncompleteReadError) as e:
         log(f"conn {conn}: {e!r}")
     except Exception as e:            # noqa: a bug; keep serving others
@@ -1696,28 +2933,41 @@ async def serve(args, emu):
     tls = None if args.no_tls else make_tls(args.cert, args.key)
     conns = {}                        # connection task -> its writer
 
-    async def on_conn(reader, writer):
-        task = asyncio.current_task()
-        conns[task] = writer
-        try:
-            await handle_conn(emu, tls, reader, writer)
-        finally:
-            conns.pop(task, None)
+    def on_conn(plain):
+        async def serve_one(reader, writer):
+            task = asyncio.current_task()
+            conns[task] = writer
+            try:
+                await handle_conn(emu, None if plain else tls, reader,
+                                  writer, plain)
+            finally:
+                conns.pop(task, None)
+        return serve_one
 
-    server = await asyncio.start_server(on_conn, args.listen, args.port,
-                                        limit=STREAM_LIMIT)
-    emu.port = server.sockets[0].getsockname()[1]
+    servers = [await asyncio.start_server(on_conn(False), args.listen,
+                                          args.port, limit=STREAM_LIMIT)]
+    emu.port = servers[0].sockets[0].getsockname()[1]
+    if args.plain_port_file or args.plain_port:
+        servers.append(await asyncio.start_server(
+            on_conn(True), args.listen, args.plain_port, limit=STREAM_LIMIT))
+        emu.plain_port = servers[1].sockets[0].getsockname()[1]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     loop.set_exception_handler(lambda _loop, ctx: on_loop_error(emu, ctx))
+    # The plain port file first: once the main one exists, both do.
+    if args.plain_port_file:
+        write_port_file(args.plain_port_file, emu.plain_port)
     if args.port_file:
         write_port_file(args.port_file, emu.port)
-    log(f"listening on {args.listen}:{emu.port}")
+    log(f"listening on {args.listen}:{emu.port}"
+        + (f", plain HTTP on {emu.plain_port}" if emu.plain_port else ""))
     await stop.wait()
     log("stopping")
-    server.close()
+    for server in servers:
+        server.close()
+    emu.cleanup()
     # Abort rather than close: a graceful TLS shutdown waits on each peer.
     for task, writer in list(conns.items()):
         writer.transport.abort()
@@ -1737,6 +2987,13 @@ def parse_args(argv):
                    help="plain HTTP/WS, for debugging")
     p.add_argument("--config", help="JSON config, see the module docstring")
     p.add_argument("--port-file", help="write the chosen port here")
+    p.add_argument("--plain-port", type=int, default=0,
+                   help="also serve the managed identity endpoints over"
+                   " plain HTTP on this port (0: any free port, when"
+                   " --plain-port-file is given)")
+    p.add_argument("--plain-port-file",
+                   help="start the plain-HTTP managed identity listener"
+                   " and write its port here")
     p.add_argument("--fixtures", help="azure-rest-api-specs example dir")
     p.add_argument("--seed", type=int, default=0,
                    help="seed for split_frames (default 0)")
@@ -1760,7 +3017,8 @@ def main(argv):
             with open(args.config, encoding="utf-8") as f:
                 cfg = json.load(f)
         fixtures = load_fixtures(find_fixture_dir(args.fixtures))
-        emu = Emulator(cfg, fixtures, args.seed, args.listen)
+        emu = Emulator(cfg, fixtures, args.seed, args.listen,
+                       "http" if args.no_tls else "https")
     except (OSError, ValueError, KeyError, ConfigError) as e:
         print(f"azure_emu: {e}", file=sys.stderr)
         return 2
