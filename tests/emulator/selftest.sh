@@ -48,12 +48,14 @@ wait_file() {
 	return 1
 }
 
-# req METHOD PATH [curl args]: print the HTTP status; body in $T/body.
+# req METHOD PATH [curl args]: print the HTTP status; body in $T/body,
+# headers in $T/hdrs. URL_BASE (default the HTTPS listener) may be set.
 req() {
 	local m=$1 p=$2
 	shift 2
-	curl -s -o "$T/body" -w '%{http_code}' --cacert "$T/ca/ca.pem" \
-		-X "$m" "https://localhost:$PORT$p" "$@"
+	curl -s -o "$T/body" -D "$T/hdrs" -w '%{http_code}' \
+		--cacert "$T/ca/ca.pem" -X "$m" \
+		"${URL_BASE:-https://localhost:$PORT}$p" "$@"
 }
 
 # expect STATUS METHOD PATH [curl args]
@@ -89,6 +91,17 @@ DEVBASTION=/subscriptions/$SUB/resourceGroups/rg-hub/providers/Microsoft.Network
 VM=/subscriptions/$SUB/resourceGroups/rg-app/providers/Microsoft.Compute/virtualMachines/vm1
 HOSTCONNECT=/subscriptions/$SUB/resourceGroups/rg-hub/providers/Microsoft.Network/bh-hostConnect/10.0.0.4
 ARMQ='api-version=2024-01-01'
+# Credential grants and managed identity
+CERTCLIENT=5d1e0a7c-2222-4b3a-8c1d-9e8f7a6b5c4d
+FEDCLIENT=8a7b6c5d-3333-4e2f-9a1b-0c9d8e7f6a5b
+CLI=04b07795-8ddb-461a-bbee-02f9e1bf7b46
+UPN=alice@contoso.example
+ARM_SCOPE='https://management.core.windows.net//.default'
+ARM_RES='https://management.core.windows.net/'
+UA_CLIENT=6b5a4c3d-4444-4f1e-8d2c-1b0a9f8e7d6c
+UA_OBJECT=3c2b1a0f-5555-4e9d-8c7b-6a5f4e3d2c1b
+UA_RES=/subscriptions/$SUB/resourceGroups/rg-id/providers/Microsoft.ManagedIdentity/userAssignedIdentities/ua1
+APPSVC_HEADER=idh-$RANDOM$RANDOM
 
 # ---------------------------------------------------------------- setup
 
@@ -132,9 +145,94 @@ EOF
 	wait_file "$T/echo.port" && ECHO_PORT=$(cat "$T/echo.port")
 }
 
+# Test certificates for the client assertion checks, made with the
+# openssl CLI: sp (registered, key and certificate in one PEM file, as
+# AZURE_CLIENT_CERTIFICATE_PATH has them) and other (not registered).
+t_mkcert() {
+	local c
+	for c in sp other; do
+		openssl req -x509 -newkey rsa:2048 -nodes -keyout "$T/$c.key" \
+			-out "$T/$c.crt" -subj "/CN=emu-selftest-$c" -days 2 \
+			2>/dev/null || { echo "openssl req failed for $c"; return 1; }
+	done
+	cat "$T/sp.key" "$T/sp.crt" >"$T/sp.pem"
+	mkdir -m 700 "$T/arc"
+	# jwt.py KEY CERT ALG THUMBS CLIENT AUD OVERRIDES: a client assertion
+	# signed with openssl dgst. THUMBS: comma list of x5t, x5t_padded,
+	# x5t_s256, x5t_s256_std. OVERRIDES: JSON merged into the claims;
+	# "+N"/"-N" strings are now+N/now-N, null removes the claim.
+	cat >"$T/jwt.py" <<'EOF'
+import base64, hashlib, json, subprocess, sys, time, uuid
+key, cert, alg, thumbs, client, aud, overrides = sys.argv[1:8]
+def b64u(raw):
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+pem = open(cert).read().split("-----BEGIN CERTIFICATE-----")[1]
+der = base64.b64decode("".join(pem.split("-----END")[0].split()))
+sha1, sha256 = hashlib.sha1(der).digest(), hashlib.sha256(der).digest()
+header = {"alg": alg, "typ": "JWT"}
+for t in thumbs.split(","):
+    if t == "x5t":
+        header["x5t"] = b64u(sha1)
+    elif t == "x5t_padded":
+        header["x5t"] = base64.urlsafe_b64encode(sha1).decode()
+    elif t == "x5t_s256":
+        header["x5t#S256"] = b64u(sha256)
+    elif t == "x5t_s256_std":
+        header["x5t#S256"] = base64.b64encode(sha256).decode()
+now = int(time.time())
+claims = {"aud": aud, "iss": client, "sub": client,
+          "jti": str(uuid.uuid4()), "nbf": now, "exp": now + 600}
+for k, v in json.loads(overrides).items():
+    if v is None:
+        claims.pop(k, None)
+    elif isinstance(v, str) and v[:1] in "+-" and v[1:].isdigit():
+        claims[k] = now + int(v)
+    else:
+        claims[k] = v
+signed = (b64u(json.dumps(header).encode()) + "."
+          + b64u(json.dumps(claims).encode()))
+cmd = ["openssl", "dgst", "-sha256", "-sign", key]
+if alg == "PS256":
+    cmd += ["-sigopt", "rsa_padding_mode:pss",
+            "-sigopt", "rsa_pss_saltlen:32"]
+sig = subprocess.run(cmd, input=signed.encode(), capture_output=True,
+                     check=True).stdout
+print(signed + "." + b64u(sig))
+EOF
+}
+
+# fedtok ISS SUB: a Kubernetes-style service account token (not signed:
+# the emulator compares federated tokens as strings).
+fedtok() {
+	$PY - "$1" "$2" <<'EOF'
+import base64, json, sys, time
+def b64u(o):
+    raw = json.dumps(o).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+now = int(time.time())
+print(b64u({"alg": "RS256", "kid": "k1"}) + "." + b64u({
+    "iss": sys.argv[1], "sub": sys.argv[2],
+    "aud": "api://AzureADTokenExchange", "iat": now, "exp": now + 3600})
+    + ".c2lnbmF0dXJl")
+EOF
+}
+
 start_emu() {
+	FEDTOKEN=$(fedtok https://oidc.emu.example/issuer system:serviceaccount:ns:sa)
 	cat >"$T/emu.json" <<EOF
-{"tenants": {"$TENANT": {"clients": {"$CLIENT": {"secret": "$SECRET"}}}},
+{"tenants": {"$TENANT": {"clients": {"$CLIENT": {"secret": "$SECRET"},
+   "$CERTCLIENT": {"certificate": "$T/sp.pem"},
+   "$FEDCLIENT": {"federated_token": "$FEDTOKEN"}}}},
+ "users": {"$UPN": {"tenant": "$TENANT",
+                    "oid": "0a1b2c3d-6666-4e5f-8a9b-0c1d2e3f4a5b",
+                    "refresh_tokens": ["rt-alice-1"],
+                    "expired_refresh_tokens": ["rt-alice-old"]}},
+ "device_code_interval_s": 1, "device_code_slow_down_s": 1,
+ "managed_identity": {"system": true, "user_assigned": [
+   {"client_id": "$UA_CLIENT", "object_id": "$UA_OBJECT",
+    "resource_id": "$UA_RES"}]},
+ "appservice_header": "$APPSVC_HEADER", "arc_token_dir": "$T/arc",
+ "cloudshell_user": "$UPN",
  "bastions": {
    "$BASTION": {"sku": "Standard", "enableTunneling": true,
                 "enableIpConnect": false},
@@ -143,11 +241,14 @@ start_emu() {
 EOF
 	$PY "$here/azure_emu.py" --cert "$T/ca/server.pem" \
 		--key "$T/ca/server.key" --config "$T/emu.json" \
-		--port-file "$T/emu.port" 2>"$T/emu.err" &
+		--port-file "$T/emu.port" --plain-port-file "$T/plain.port" \
+		2>"$T/emu.err" &
 	EMU_PID=$!
 	wait_file "$T/emu.port" || { cat "$T/emu.err"; return 1; }
 	PORT=$(cat "$T/emu.port")
-	echo "port $PORT"
+	PLAIN=$(cat "$T/plain.port")
+	CERT_AUD="https://localhost:$PORT/$TENANT/oauth2/v2.0/token"
+	echo "port $PORT, plain $PLAIN"
 }
 
 # ---------------------------------------------------------------- Entra
@@ -235,6 +336,306 @@ t_arm_vm() {
 	arm 200 "$VM?$ARMQ" -H "Authorization: Bearer $TOKEN" &&
 		assert "d['id'] == '$VM' and d['name'] == 'vm1'" &&
 		assert "d['type'] == 'Microsoft.Compute/virtualMachines'"
+}
+
+# ---------------------------------------------------------------- grants
+
+# aad CODE ERROR: the body is an Entra error with that code.
+aad() {
+	assert "d['error'] == '$2' and d['error_codes'] == [$1]" &&
+		assert "d['error_description'].startswith('AADSTS$1:')" &&
+		assert "all(k in d for k in ('timestamp', 'trace_id', 'correlation_id'))"
+}
+
+jwt() { $PY "$T/jwt.py" "$@"; }
+
+# assertion STATUS JWT [CLIENT]: client_credentials with a JWT assertion.
+assertion() {
+	expect "$1" POST "/$TENANT/oauth2/v2.0/token" \
+		-d grant_type=client_credentials --data-urlencode "client_id=${3:-$CERTCLIENT}" \
+		--data-urlencode "client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer" \
+		--data-urlencode "client_assertion=$2" --data-urlencode "scope=$ARM_SCOPE"
+}
+
+# arm_ok: the access_token in the body works with ARM.
+arm_ok() {
+	local tok
+	tok=$(body 'd["access_token"]') || return 1
+	arm 200 "$BASTION?$ARMQ" -H "Authorization: Bearer $tok"
+}
+
+t_cert_rs256() {
+	CERT_JWT=$(jwt "$T/sp.key" "$T/sp.crt" RS256 x5t "$CERTCLIENT" "$CERT_AUD" '{}') &&
+		assertion 200 "$CERT_JWT" && assert "d['expires_in'] == 3599" && arm_ok
+}
+
+t_cert_ps256() {
+	local j
+	j=$(jwt "$T/sp.key" "$T/sp.crt" PS256 x5t_s256_std "$CERTCLIENT" "$CERT_AUD" '{"nbf": null, "iat": "+0"}') &&
+		assertion 200 "$j" || return 1
+	j=$(jwt "$T/sp.key" "$T/sp.crt" PS256 x5t_s256 "$CERTCLIENT" "$CERT_AUD" '{}') &&
+		assertion 200 "$j"
+}
+
+t_cert_padded() {
+	local j
+	j=$(jwt "$T/sp.key" "$T/sp.crt" RS256 x5t_padded "$CERTCLIENT" \
+		"https://127.0.0.1:$PORT/$TENANT/oauth2/v2.0/token" '{}') &&
+		assertion 200 "$j"
+}
+
+# cert_refused STATUS CODE ERROR KEY CERT ALG THUMBS AUD OVERRIDES
+cert_refused() {
+	local status=$1 code=$2 error=$3 j
+	shift 3
+	j=$(jwt "$1" "$2" "$3" "$4" "$CERTCLIENT" "$5" "$6") &&
+		assertion "$status" "$j" && aad "$code" "$error"
+}
+
+t_fed_ok() { assertion 200 "$FEDTOKEN" "$FEDCLIENT" && arm_ok; }
+
+t_fed_subject() {
+	assertion 400 "$(fedtok https://oidc.emu.example/issuer system:serviceaccount:ns:other)" \
+		"$FEDCLIENT" && aad 70021 invalid_request
+}
+
+t_fed_issuer() {
+	assertion 401 "$(fedtok https://elsewhere.example system:serviceaccount:ns:sa)" \
+		"$FEDCLIENT" && aad 700211 invalid_client
+}
+
+# rt STATUS RT [CLIENT] [TENANT]: redeem a refresh token as the CLI does.
+rt() {
+	expect "$1" POST "/${4:-$TENANT}/oauth2/v2.0/token" -d grant_type=refresh_token \
+		--data-urlencode "client_id=${3:-$CLI}" --data-urlencode "refresh_token=$2" \
+		--data-urlencode "scope=$ARM_SCOPE openid profile offline_access" -d client_info=1
+}
+
+jwt_claim() { # the body field $1 is a JWT: print its claims' $2
+	body "json.loads(__import__('base64').urlsafe_b64decode(d['$1'].split('.')[1] + '==')).get('$2')"
+}
+
+t_rt_ok() {
+	rt 200 rt-alice-1 || return 1
+	NEWRT=$(body 'd["refresh_token"]')
+	assert "d['refresh_token'] not in ('', 'rt-alice-1') and d['foci'] == '1'" &&
+		assert "d['token_type'] == 'Bearer' and isinstance(d['expires_in'], int)" &&
+		assert "json.loads(__import__('base64').urlsafe_b64decode(d['client_info'] + '==')) == {'uid': '0a1b2c3d-6666-4e5f-8a9b-0c1d2e3f4a5b', 'utid': '$TENANT'}" || return 1
+	[ "$(jwt_claim id_token preferred_username)" = "$UPN" ] &&
+		[ "$(jwt_claim id_token tid)" = "$TENANT" ] || { echo "bad id_token"; return 1; }
+	arm_ok && rt 200 "$NEWRT" "$CLI" organizations && rt 200 rt-alice-1
+}
+
+t_rt_refused() {
+	rt 400 rt-nobody && aad 70008 invalid_grant &&
+		rt 400 rt-alice-old && aad 700082 invalid_grant &&
+		rt 400 rt-alice-1 "$CLIENT" && aad 700016 unauthorized_client
+}
+
+t_rt_rotate() {
+	local newer
+	expect 200 POST /_emu/config -d '{"rotate_refresh_tokens": true}' &&
+		rt 200 "$NEWRT" || return 1
+	newer=$(body 'd["refresh_token"]')
+	rt 400 "$NEWRT" && aad 70008 invalid_grant && rt 200 "$newer" || return 1
+	NEWRT=$(body 'd["refresh_token"]')
+	rt 400 "$newer" && aad 70008 invalid_grant &&
+		expect 200 POST /_emu/config -d '{"rotate_refresh_tokens": false}' &&
+		expect 200 POST /_emu/revoke -d '{"refresh_token": "rt-alice-1"}' &&
+		rt 400 rt-alice-1 && aad 70008 invalid_grant
+}
+
+dc_start() {
+	expect 200 POST /organizations/oauth2/v2.0/devicecode --data-urlencode "client_id=$CLI" \
+		--data-urlencode "scope=$ARM_SCOPE offline_access openid profile" || return 1
+	DC=$(body 'd["device_code"]')
+	UC=$(body 'd["user_code"]')
+}
+
+dc_poll() { # STATUS [ERROR]
+	expect "$1" POST /organizations/oauth2/v2.0/token \
+		-d grant_type=urn:ietf:params:oauth:grant-type:device_code \
+		--data-urlencode "client_id=$CLI" --data-urlencode "device_code=$DC" || return 1
+	[ -z "${2:-}" ] || assert "d['error'] == '$2'"
+}
+
+t_dc_flow() {
+	dc_start || return 1
+	assert "d['verification_uri'] == 'https://microsoft.com/devicelogin'" &&
+		assert "d['interval'] == 1 and d['expires_in'] == 900" &&
+		assert "'$UC' in d['message']" || return 1
+	dc_poll 400 authorization_pending && aad 70016 authorization_pending &&
+		dc_poll 400 slow_down &&
+		expect 200 POST /_emu/devicecode/approve -d "{\"user_code\": \"$UC\", \"user\": \"$UPN\"}" &&
+		assert "d['state'] == 'approved' and d['interval'] == 2" || return 1
+	sleep 2.05
+	dc_poll 200 && assert "d['refresh_token'] and d['foci'] == '1'" && arm_ok &&
+		dc_poll 400 invalid_grant
+}
+
+t_dc_expired() {
+	expect 200 POST /_emu/config -d '{"device_code_expires_s": 1}' && dc_start &&
+		dc_poll 400 authorization_pending || return 1
+	sleep 1.05
+	dc_poll 400 expired_token && aad 70020 expired_token &&
+		expect 200 POST /_emu/config -d '{"device_code_expires_s": 900}'
+}
+
+t_dc_denied() {
+	dc_start && expect 200 POST /_emu/devicecode/deny -d "{\"user_code\": \"$UC\"}" &&
+		dc_poll 400 authorization_declined &&
+		expect 200 GET /_emu/devicecode &&
+		assert "[f['state'] for f in d['flows'] if f['user_code'] == '$UC'] == ['denied']"
+}
+
+t_counters_grants() {
+	local before
+	expect 200 GET /_emu/counters || return 1
+	before=$(cat "$T/body")
+	entra 200 "$SECRET" "$ARM_SCOPE" && rt 200 "$NEWRT" && rt 400 rt-nobody &&
+		assertion 200 "$FEDTOKEN" "$FEDCLIENT" && expect 200 GET /_emu/counters || return 1
+	$PY - "$before" "$T/body" <<'EOF'
+import json, sys
+a, b = json.loads(sys.argv[1]), json.load(open(sys.argv[2]))
+want = {"entra": 4, "entra_client_secret": 1, "entra_refresh_token": 2,
+        "entra_federated": 1, "entra_client_assertion": 0,
+        "issued_refresh_token": 1, "issued_client_secret": 1}
+got = {k: b[k] - a[k] for k in want}
+sys.exit(0 if got == want else f"deltas {got}")
+EOF
+}
+
+t_lifetime_fault() {
+	expect 200 POST /_emu/faults -d '{"lifetime_s": {"refresh_token": 30, "client_secret": 0}}' &&
+		rt 200 "$NEWRT" && assert "d['expires_in'] == 30" &&
+		entra 200 "$SECRET" "$ARM_SCOPE" && assert "d['expires_in'] == 0" || return 1
+	arm 401 "$BASTION?$ARMQ" -H "Authorization: Bearer $(body 'd["access_token"]')" &&
+		assert "'expiry' in d['error']['message']" &&
+		expect 200 POST /_emu/faults -d '{"lifetime_s": null}'
+}
+
+# ---------------------------------------------------------------- MI
+
+# preq, pexpect: req and expect on the plain (managed identity) listener.
+preq() { URL_BASE=http://127.0.0.1:$PLAIN req "$@"; }
+pexpect() { URL_BASE=http://127.0.0.1:$PLAIN expect "$@"; }
+
+RES_Q=resource=https%3A%2F%2Fmanagement.core.windows.net%2F
+IMDS=/metadata/identity/oauth2/token?api-version=2018-02-01\&$RES_Q
+
+t_imds_ok() {
+	pexpect 200 GET "$IMDS" -H 'Metadata: true' || return 1
+	MI_TOKEN=$(body 'd["access_token"]')
+	assert "all(isinstance(d[k], str) and d[k].isdigit() for k in ('expires_in', 'expires_on', 'not_before'))" &&
+		assert "d['refresh_token'] == '' and d['resource'] == '$ARM_RES' and d['token_type'] == 'Bearer'" &&
+		arm_ok
+}
+
+t_imds_refused() {
+	pexpect 400 GET "$IMDS" && assert "d['error'] == 'invalid_request' and 'error_description' in d" &&
+		pexpect 400 GET "$IMDS&client_id=00000000-0000-0000-0000-000000000000" -H 'Metadata: true' &&
+		assert "d['error_description'] == 'Identity not found'" &&
+		pexpect 400 GET "${IMDS%%&*}&resource=https%3A%2F%2Fmanagement.core.windows.net%2F%2F.default" \
+			-H 'Metadata: true' && assert "d['error'] == 'invalid_resource'"
+}
+
+t_imds_user_assigned() {
+	pexpect 200 GET "$IMDS&client_id=$UA_CLIENT" -H 'Metadata: true' &&
+		assert "d['client_id'] == '$UA_CLIENT'" &&
+		pexpect 200 GET "$IMDS&object_id=$UA_OBJECT" -H 'Metadata: true' &&
+		pexpect 200 GET "$IMDS&msi_res_id=$UA_RES" -H 'Metadata: true' &&
+		assert "d['client_id'] == '$UA_CLIENT'"
+}
+
+t_imds_retry() {
+	local s got=
+	expect 200 POST /_emu/faults -d '{"imds_status": [404, 410, 429, 500], "imds_delay_ms": 10}' || return 1
+	for s in 1 2 3 4 5; do
+		got="$got $(preq GET "$IMDS" -H 'Metadata: true')"
+	done
+	[ "$got" = " 404 410 429 500 200" ] || { echo "got$got"; return 1; }
+	expect 200 POST /_emu/faults -d '{"imds_delay_ms": null}' &&
+		assert "'imds_status' not in d"
+}
+
+APPSVC=/msi/token?api-version=2019-08-01\&$RES_Q
+
+t_appservice() {
+	pexpect 401 GET "$APPSVC" -H 'X-IDENTITY-HEADER: wrong' &&
+		assert "d['statusCode'] == 401 and 'message' in d" &&
+		pexpect 200 GET "$APPSVC&client_id=$UA_CLIENT" -H "X-IDENTITY-HEADER: $APPSVC_HEADER" &&
+		assert "d['expires_on'].isdigit() and 'expires_in' not in d" &&
+		assert "d['resource'] == '$ARM_RES' and d['client_id'] == '$UA_CLIENT'" && arm_ok
+}
+
+ARC=/arc/metadata/identity/oauth2/token?api-version=2020-06-01\&$RES_Q
+
+# arc_challenge: a 401 naming a file; sets REALM.
+arc_challenge() {
+	pexpect 401 GET "$ARC" -H 'Metadata: true' "$@" || return 1
+	REALM=$(sed -n 's/^WWW-Authenticate: Basic realm=//ip' "$T/hdrs" | tr -d '\r')
+	[ -n "$REALM" ] || { echo "no Basic realm: $(cat "$T/hdrs")"; return 1; }
+}
+
+t_arc() {
+	local secret
+	arc_challenge || return 1
+	[ "$(dirname "$REALM")" = "$T/arc" ] && [ "${REALM%.key}" != "$REALM" ] &&
+		[ "$(stat -c %s "$REALM")" -le 4096 ] || { echo "bad realm $REALM"; return 1; }
+	secret=$(cat "$REALM")
+	ARC_SECRET=$secret
+	pexpect 200 GET "$ARC" -H 'Metadata: true' -H "Authorization: Basic $secret" &&
+		assert "d['expires_in'].isdigit() and d['resource'] == '$ARM_RES'" && arm_ok || return 1
+	[ ! -e "$REALM" ] || { echo "key file left after use"; return 1; }
+	arc_challenge -H "Authorization: Basic $secret" &&
+		arc_challenge -H "Authorization: Basic wrong" &&
+		pexpect 400 GET "$ARC"
+}
+
+t_arc_faults() {
+	local m real
+	for m in outside dotdot symlink wrong_ext too_big; do
+		expect 200 POST /_emu/faults -d "{\"arc_realm\": \"$m\"}" && arc_challenge || return 1
+		real=$(realpath "$REALM")
+		case $m in
+		outside) [ "$(dirname "$REALM")" != "$T/arc" ] ;;
+		dotdot) [ "${REALM#"$T/arc/"}" != "$REALM" ] && [ "$(dirname "$real")" != "$T/arc" ] ;;
+		symlink) [ -L "$REALM" ] && [ "$(dirname "$real")" != "$T/arc" ] ;;
+		wrong_ext) [ "${REALM%.key}" = "$REALM" ] ;;
+		too_big) [ "$(stat -c %s "$REALM")" -gt 4096 ] ;;
+		esac || { echo "$m: realm $REALM ($real)"; return 1; }
+	done
+	expect 200 POST /_emu/faults -d '{"arc_realm": null}'
+}
+
+t_cloudshell() {
+	pexpect 400 POST /cloudshell/oauth2/token --data-urlencode "resource=$ARM_RES" &&
+		pexpect 200 POST /cloudshell/oauth2/token -H 'Metadata: true' \
+			--data-urlencode "resource=$ARM_RES" &&
+		assert "d['expires_in'].isdigit() and d['resource'] == '$ARM_RES'" &&
+		[ "$(jwt_claim access_token upn)" = "$UPN" ] && arm_ok
+}
+
+t_mi_aztoken() {
+	local TOKEN=$MI_TOKEN
+	session
+}
+
+t_mi_logged() {
+	local s
+	expect 200 GET /_emu/requests || return 1
+	assert "{'imds', 'appservice', 'arc', 'cloudshell', 'devicecode'} <= {r['role'] for r in d}" &&
+		assert "any(r['headers'].get('X-IDENTITY-HEADER') == '<redacted>' for r in d)" &&
+		assert "any(r.get('form_values', {}).get('client_assertion') == '<redacted>' for r in d)" || return 1
+	for s in "$CERT_JWT" "$FEDTOKEN" rt-alice-1 "$NEWRT" "$DC" "$ARC_SECRET" "$APPSVC_HEADER"; do
+		if grep -qF -- "$s" "$T/body"; then
+			echo "secret in /_emu/requests: ${s:0:20}..."
+			return 1
+		fi
+	done
+	expect 200 GET /_emu/counters &&
+		assert "d['imds'] >= 10 and d['appservice'] == 2 and d['cloudshell'] == 2" &&
+		assert "d['issued_arc'] == 1 and d['plain_connections'] > 0"
 }
 
 # ---------------------------------------------------------------- tokens
@@ -412,6 +813,7 @@ t_sigterm() {
 
 check "mkca.sh makes CA, server, expired and wrongname certs" t_mkca
 check "echo target starts" start_echo
+check "openssl: client certificates for assertions" t_mkcert
 check "emulator starts and writes its port file" start_emu
 [ -n "${PORT:-}" ] || { echo "0 passed, $((fail + 1)) failed"; exit 1; }
 
@@ -429,6 +831,39 @@ check "arm: no/unknown token -> 401" t_arm_noauth
 check "arm: no api-version -> 400" t_arm_noversion
 check "arm: unknown bastion -> 404 ResourceNotFound" t_arm_unknown
 check "arm: VM GET from the fixture" t_arm_vm
+
+check "entra: certificate assertion RS256 + x5t (openssl)" t_cert_rs256
+check "entra: PS256 + x5t#S256, standard and url base64" t_cert_ps256
+check "entra: padded x5t, aud host 127.0.0.1" t_cert_padded
+check "entra: unregistered certificate -> 401 AADSTS50012" cert_refused 401 50012 invalid_client "$T/other.key" "$T/other.crt" RS256 x5t "$CERT_AUD" '{}'
+check "entra: wrong signer -> 401 AADSTS700027" cert_refused 401 700027 invalid_client "$T/other.key" "$T/sp.crt" RS256 x5t "$CERT_AUD" '{}'
+check "entra: expired assertion -> 401 AADSTS700024" cert_refused 401 700024 invalid_client "$T/sp.key" "$T/sp.crt" RS256 x5t "$CERT_AUD" '{"exp": "-60", "nbf": "-700"}'
+check "entra: exp beyond 1 h -> 401 AADSTS700024" cert_refused 401 700024 invalid_client "$T/sp.key" "$T/sp.crt" PS256 x5t_s256 "$CERT_AUD" '{"exp": "+7200"}'
+check "entra: sub != iss -> 401 AADSTS50048" cert_refused 401 50048 invalid_client "$T/sp.key" "$T/sp.crt" RS256 x5t "$CERT_AUD" '{"sub": "someone-else"}'
+check "entra: aud on another port -> 401 AADSTS700023" cert_refused 401 700023 invalid_client "$T/sp.key" "$T/sp.crt" RS256 x5t "https://localhost:1/$TENANT/oauth2/v2.0/token" '{}'
+check "entra: no jti -> 400 AADSTS50027" cert_refused 400 50027 invalid_request "$T/sp.key" "$T/sp.crt" RS256 x5t "$CERT_AUD" '{"jti": null}'
+check "entra: federated token" t_fed_ok
+check "entra: federated, other subject -> 400 AADSTS70021" t_fed_subject
+check "entra: federated, other issuer -> 401 AADSTS700211" t_fed_issuer
+check "entra: refresh token -> new RT, id_token, client_info, foci" t_rt_ok
+check "entra: unknown/expired RT, non-public client refused" t_rt_refused
+check "entra: rotate_refresh_tokens and /_emu/revoke" t_rt_rotate
+check "entra: device code pending, slow_down, approved" t_dc_flow
+check "entra: device code expired_token" t_dc_expired
+check "entra: device code authorization_declined" t_dc_denied
+check "entra: counters per grant" t_counters_grants
+check "faults: lifetime_s per grant (0 = already expired)" t_lifetime_fault
+
+check "imds: token, string numbers, accepted by ARM" t_imds_ok
+check "imds: no Metadata, unknown identity, scope as resource -> 400" t_imds_refused
+check "imds: user-assigned by client_id, object_id, msi_res_id" t_imds_user_assigned
+check "imds: imds_status [404, 410, 429, 500] then 200" t_imds_retry
+check "appservice: X-IDENTITY-HEADER checked, token" t_appservice
+check "arc: 401 challenge file, Basic secret once, wrong -> 401" t_arc
+check "arc: arc_realm faults outside/dotdot/symlink/ext/size" t_arc_faults
+check "cloudshell: Metadata required, user token" t_cloudshell
+check "tokens: an IMDS token works as aztoken" t_mi_aztoken
+check "requests: MI roles logged, secrets redacted; MI counters" t_mi_logged
 
 check "tokens: form POST -> 200 session" t_tokens_ok
 check "tokens: JSON body -> 500" t_tokens_json
