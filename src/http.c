@@ -182,9 +182,12 @@ set_request(struct http *h, const struct http_request *rq,
 	else if ((r = proxy_find(host, &px)) != 0)
 		return r;
 	curl_easy_setopt(c, CURLOPT_PROXY, px.url != NULL ? px.url : "");
-	if (px.url != NULL)
-		debug2("%s: through proxy %s:%d from %s", rq->what, px.host,
-		    px.port, px.variable);
+	h->proxy[0] = '\0';
+	if (px.url != NULL) {
+		snprintf(h->proxy, sizeof(h->proxy), "%s:%d (from %s)",
+		    px.host, px.port, px.variable);
+		debug2("%s: through proxy %s", rq->what, h->proxy);
+	}
 	proxy_free(&px);
 
 	for (i = 0; rq->headers != NULL && rq->headers[i] != NULL; i++)
@@ -251,9 +254,25 @@ report_failure(struct http *h, const struct http_request *rq, CURLcode cc,
     const char *errbuf)
 {
 	const char *why = *errbuf != '\0' ? errbuf : curl_easy_strerror(cc);
+	long code = 0;
 
 	if (rq->probe) {
 		debug("%s %s: %s", rq->method, rq->what, why);
+		return EXIT_NETWORK;
+	}
+	curl_easy_getinfo(h->curl, CURLINFO_HTTP_CONNECTCODE, &code);
+	if (h->proxy[0] != '\0' && code >= 300) {
+		/* the proxy's own answer, not Azure's */
+		error("%s %s: proxy %s refused the connection: HTTP %ld%s",
+		    rq->method, rq->what, h->proxy, code, code == 407 ?
+		    " (it wants credentials: http://user:password@host:port "
+		    "in the variable)" : "");
+		return EXIT_NETWORK;
+	}
+	if (h->proxy[0] != '\0' && (cc == CURLE_COULDNT_CONNECT ||
+	    cc == CURLE_COULDNT_RESOLVE_PROXY)) {
+		error("%s %s: cannot reach proxy %s: %s", rq->method,
+		    rq->what, h->proxy, why);
 		return EXIT_NETWORK;
 	}
 	if (cc == CURLE_ABORTED_BY_CALLBACK) {

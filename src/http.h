@@ -16,6 +16,7 @@ struct http {
 	const char	*user_agent;
 	long		 timeout;	/* seconds for a whole request */
 	volatile sig_atomic_t *interrupted;	/* abort when it turns 1 */
+	char		 proxy[300];	/* the request's proxy, for messages */
 };
 
 struct http_request {

@@ -62,6 +62,21 @@ url_host(const char *url, char *host, size_t size, int *port,
 	return 0;
 }
 
+/*
+ * libwebsockets takes the proxy as "[user:pass@]host:port" and sends the
+ * credentials as Proxy-Authorization: Basic, as curl does.
+ */
+static char *
+lws_address(const char *url, const char *host, int port)
+{
+	const char *p = strstr(url, "://") + 3;
+	size_t n = strcspn(p, "@/");
+
+	if (p[n] != '@')
+		return xasprintf("%s:%d", host, port);
+	return xasprintf("%.*s@%s:%d", (int)n, p, host, port);
+}
+
 /* Whether one no_proxy entry covers host: itself or a parent domain. */
 static bool
 no_proxy_entry_matches(const char *host, const char *entry, size_t n)
@@ -140,6 +155,7 @@ proxy_find(const char *host, struct proxy *p)
 		return EXIT_CONFIG;
 	}
 	p->host = xstrdup(phost);
+	p->lws_address = lws_address(p->url, phost, p->port);
 	p->variable = xstrdup(name);
 	return 0;
 }
@@ -149,6 +165,7 @@ proxy_free(struct proxy *p)
 {
 	free(p->url);
 	free(p->host);
+	free(p->lws_address);
 	free(p->variable);
 	memset(p, 0, sizeof(*p));
 }

@@ -10,7 +10,8 @@
 
 struct proxy {
 	char	*url;		/* "http://[user:pass@]host:port", or NULL */
-	char	*host;		/* for libwebsockets: "host" */
+	char	*host;		/* for messages */
+	char	*lws_address;	/* for lws: "[user:pass@]host:port" */
 	int	 port;
 	char	*variable;	/* which environment variable it came from */
 };

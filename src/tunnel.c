@@ -450,8 +450,7 @@ create_context(struct tunnel *t)
 	 * proxy was chosen already, so keep it from choosing again. */
 	unsetenv("http_proxy");
 	if (tc->proxy != NULL && tc->proxy->url != NULL) {
-		info.http_proxy_address = tc->proxy->host;
-		info.http_proxy_port = (unsigned int)tc->proxy->port;
+		info.http_proxy_address = tc->proxy->lws_address;
 	}
 	return lws_create_context(&info);
 }
