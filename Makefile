@@ -90,6 +90,19 @@ lint:
 demo: $(PROG)
 	tests/demo.sh
 
+# Benchmarks beside the limit, on loopback (bench/run.sh, BENCHMARKS.md);
+# not part of CI.  bench/relay stands in for the Bastion's data plane.
+BENCH_TOOLS =	bench/relay bench/probe
+
+bench/relay bench/probe: bench/%: bench/%.c
+	$(CC) $(ALL_CFLAGS) -o $@ $< \
+	    $(shell $(PKG_CONFIG) --libs openssl) -lpthread
+
+bench: $(PROG) $(BENCH_TOOLS)
+	bench/run.sh
+
+.PHONY: bench
+
 install: $(PROG)
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 \
 	    $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR) \
