@@ -18,8 +18,8 @@
 
 #define CFG_LINE_MAX	4096
 
-enum kw_type { KW_STRING, KW_NUMBER, KW_LOGLEVEL, KW_CLOUD, KW_FLAG,
-    KW_CREDENTIAL };
+enum kw_type { KW_STRING, KW_PATH, KW_NUMBER, KW_LOGLEVEL, KW_CLOUD,
+    KW_FLAG, KW_CREDENTIAL };
 
 struct keyword {
 	const char	*name;
@@ -36,13 +36,13 @@ static const struct keyword keywords[] = {
 	{ "ArmEndpoint",		STR(arm_endpoint) },
 	{ "AuthorityHost",		STR(authority_host) },
 	{ "Bastion",			STR(bastion) },
-	{ "CAFile",			STR(ca_file) },
+	{ "CAFile",	KW_PATH, FIELD(ca_file) },
 	{ "Cloud",	KW_CLOUD, FIELD(cloud_name) },
 	{ "ConnectTimeout",		NUM(connect_timeout, 1, 3600) },
 	{ "Credential",	KW_CREDENTIAL, FIELD(credential) },
 	{ "DeviceCode",	KW_FLAG, FIELD(device_code) },
 	{ "FrameSize",			NUM(frame_size, 512, 65536) },
-	{ "LogFile",			STR(log_file) },
+	{ "LogFile",	KW_PATH, FIELD(log_file) },
 	{ "LogLevel",	KW_LOGLEVEL, FIELD(log_level) },
 	{ "PingInterval",		NUM(ping_interval, 0, 3600) },
 	{ "LoginClientId",		STR(login_client_id) },
@@ -73,6 +73,7 @@ cfg_free(struct options *o)
 
 	for (i = 0; i < sizeof(keywords) / sizeof(keywords[0]); i++) {
 		if (keywords[i].type == KW_STRING ||
+		    keywords[i].type == KW_PATH ||
 		    keywords[i].type == KW_CLOUD ||
 		    keywords[i].type == KW_CREDENTIAL)
 			free(*(char **)((char *)o + keywords[i].offset));
@@ -106,6 +107,17 @@ credential_name(const char *value)
 		if (strcasecmp(value, names[i]) == 0)
 			return true;
 	return false;
+}
+
+/* "~/x" is in the home directory, as in ssh_config. */
+static char *
+expand_tilde(const char *path)
+{
+	const char *home = getenv("HOME");
+
+	if (strncmp(path, "~/", 2) == 0 && home != NULL && *home != '\0')
+		return xasprintf("%s%s", home, path + 1);
+	return xstrdup(path);
 }
 
 /* Stores a value unless one was obtained before; 0 or EXIT_CONFIG. */
@@ -169,6 +181,10 @@ store(const struct keyword *kw, struct options *o, const char *value,
 		if (*(char **)field == NULL)
 			*(char **)field = xstrdup(value);
 		return 0;
+	case KW_PATH:
+		if (*(char **)field == NULL)
+			*(char **)field = expand_tilde(value);
+		return 0;
 	}
 	return EXIT_CONFIG;
 }
@@ -211,12 +227,24 @@ split_line(char *line, char **keyword, char **value)
 		p++;
 	*line = '\0';
 	p += strspn(p, " \t");
-	end = p + strlen(p);
 	if (*p == '"') {
-		if (end - p < 2 || end[-1] != '"')
+		/* quoted: up to the closing quote; only a comment may follow */
+		if ((end = strchr(p + 1, '"')) == NULL)
 			return -1;
-		*--end = '\0';
+		*end++ = '\0';
+		end += strspn(end, " \t");
+		if (*end != '\0' && *end != '#')
+			return -1;
 		p++;
+	} else {
+		/* a '#' that starts a word starts a comment, as in ssh */
+		for (end = p; *end != '\0'; end++)
+			if (*end == '#' && (end == p || end[-1] == ' ' ||
+			    end[-1] == '\t'))
+				break;
+		*end = '\0';
+		while (end > p && (end[-1] == ' ' || end[-1] == '\t'))
+			*--end = '\0';
 	}
 	*value = p;
 	return **keyword == '\0' ? -1 : 0;
@@ -271,6 +299,11 @@ parse_file_line(struct options *o, char *line, const char *host,
 		error("%s: Match blocks are not supported; use Host", where);
 		return EXIT_CONFIG;
 	}
+	if (strcasecmp(keyword, "Include") == 0) {
+		error("%s: Include is not supported; put the settings in this "
+		    "file", where);
+		return EXIT_CONFIG;
+	}
 	return cfg_set(o, keyword, value, where);
 }
 
@@ -314,6 +347,9 @@ cfg_read_stream(struct options *o, FILE *f, const char *path,
 			r = EXIT_CONFIG;
 			break;
 		}
+		/* a UTF-8 byte order mark, as some editors write */
+		if (linenum == 1 && strncmp(line, "\xef\xbb\xbf", 3) == 0)
+			memmove(line, line + 3, strlen(line + 3) + 1);
 		r = parse_file_line(active ? o : &ignored, line, host,
 		    &active, where);
 	}
@@ -354,11 +390,14 @@ cfg_read_default_files(struct options *o, const char *host)
 static int
 check_base_url(const char *keyword, const char *url)
 {
-	const char *host = url + strlen("https://");
+	bool https = strncasecmp(url, "https://", 8) == 0;
+	const char *host = https ? url + 8 : url;
+	const char *path = host + strcspn(host, "/");
 
-	if (strncasecmp(url, "https://", 8) != 0 || *host == '\0' ||
-	    strpbrk(host, "?#@ ") != NULL) {
-		error("%s must be an https:// URL without query or user, "
+	path += strspn(path, "/");	/* trailing slashes are fine */
+	if (!https || *host == '\0' || *host == '/' ||
+	    strpbrk(host, "?#@ ") != NULL || *path != '\0') {
+		error("%s must be an https:// URL with no path, query or user, "
 		    "not \"%.100s\"", keyword, url);
 		return EXIT_CONFIG;
 	}

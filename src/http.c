@@ -182,6 +182,8 @@ set_request(struct http *h, const struct http_request *rq,
 	else if ((r = proxy_find(host, &px)) != 0)
 		return r;
 	curl_easy_setopt(c, CURLOPT_PROXY, px.url != NULL ? px.url : "");
+	/* the decision is made: libcurl must not apply no_proxy again */
+	curl_easy_setopt(c, CURLOPT_NOPROXY, "");
 	h->proxy[0] = '\0';
 	if (px.url != NULL) {
 		snprintf(h->proxy, sizeof(h->proxy), "%s:%d (from %s)",

@@ -8,31 +8,40 @@
 
 #include "match.h"
 
-/* Whether s matches pattern; the recursion depth is bounded by '*'s. */
+static bool
+same_char(char p, char c)
+{
+	return p == '?' ||
+	    tolower((unsigned char)p) == tolower((unsigned char)c);
+}
+
+/*
+ * Whether s matches pattern.  On a mismatch only the last '*' is moved
+ * on, which is enough for '*' and '?' and keeps the time to
+ * length(s) * length(pattern); trying every '*' again, as a recursive
+ * matcher does, is exponential in the number of stars.
+ */
 bool
 match_pattern(const char *s, const char *pattern)
 {
-	for (;;) {
-		if (*pattern == '\0')
-			return *s == '\0';
+	const char *star = NULL, *resume = NULL;
+
+	while (*s != '\0') {
 		if (*pattern == '*') {
-			while (*pattern == '*')
-				pattern++;
-			if (*pattern == '\0')
-				return true;
-			for (; *s != '\0'; s++)
-				if (match_pattern(s, pattern))
-					return true;
+			star = ++pattern;
+			resume = s;
+		} else if (*pattern != '\0' && same_char(*pattern, *s)) {
+			pattern++;
+			s++;
+		} else if (star != NULL) {
+			pattern = star;
+			s = ++resume;
+		} else
 			return false;
-		}
-		if (*s == '\0')
-			return false;
-		if (*pattern != '?' && tolower((unsigned char)*pattern) !=
-		    tolower((unsigned char)*s))
-			return false;
-		s++;
-		pattern++;
 	}
+	while (*pattern == '*')
+		pattern++;
+	return *pattern == '\0';
 }
 
 /*
@@ -55,8 +64,10 @@ match_host_patterns(const char *host, const char *patterns)
 		if (n == 0)
 			break;
 		negated = *p == '!';
-		if (n - negated >= sizeof(pat))
-			return 0;
+		if (n - negated >= sizeof(pat)) {
+			p += n;		/* no host name is that long */
+			continue;
+		}
 		memcpy(pat, p + negated, n - negated);
 		pat[n - negated] = '\0';
 		p += n;

@@ -3,7 +3,9 @@
  * HTTPS_PROXY, then all_proxy and ALL_PROXY, unless no_proxy (or
  * NO_PROXY) names the host or one of its parent domains, or is "*".
  */
+#include <arpa/inet.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -77,12 +79,42 @@ lws_address(const char *url, const char *host, int port)
 	return xasprintf("%.*s@%s:%d", (int)n, p, host, port);
 }
 
-/* Whether one no_proxy entry covers host: itself or a parent domain. */
+/* An address range "a.b.c.d/n" or "x::/n", as curl reads it. */
+static bool
+cidr_matches(const char *host, const char *entry, size_t n)
+{
+	unsigned char want[16], have[16];
+	char addr[64], prefix[4];
+	const char *slash = memchr(entry, '/', n);
+	size_t alen = (size_t)(slash - entry), plen = n - alen - 1;
+	long bits;
+	int af, i;
+
+	if (alen >= sizeof(addr) || plen >= sizeof(prefix))
+		return false;
+	snprintf(addr, sizeof(addr), "%.*s", (int)alen, entry);
+	snprintf(prefix, sizeof(prefix), "%.*s", (int)plen, slash + 1);
+	af = strchr(addr, ':') != NULL ? AF_INET6 : AF_INET;
+	if (inet_pton(af, addr, want) != 1 || inet_pton(af, host, have) != 1 ||
+	    parse_number(prefix, 0, af == AF_INET ? 32 : 128, &bits) == -1)
+		return false;
+	for (i = 0; bits >= 8; i++, bits -= 8)
+		if (want[i] != have[i])
+			return false;
+	return bits == 0 || ((want[i] ^ have[i]) & (0xff << (8 - bits))) == 0;
+}
+
+/*
+ * Whether one no_proxy entry covers host: itself, a parent domain, or an
+ * address range holding it.
+ */
 static bool
 no_proxy_entry_matches(const char *host, const char *entry, size_t n)
 {
 	size_t hlen = strlen(host);
 
+	if (memchr(entry, '/', n) != NULL)
+		return cidr_matches(host, entry, n);
 	if (n > 0 && entry[0] == '.') {
 		entry++;
 		n--;

@@ -65,8 +65,16 @@ attempt(struct http *h, struct tunnel **tp, struct tunnel_stats *st,
 	char *path;
 	int r;
 
-	if ((r = session_create(h, endpoint, tg, tok, &s, why, size,
-	    retry_in)) != 0)
+	/*
+	 * Not cut short by a signal: once the Bastion has made the session,
+	 * only its answer lets us delete it.  The signal is acted on as soon
+	 * as the tunnel starts.
+	 */
+	saved = h->interrupted;
+	h->interrupted = NULL;
+	r = session_create(h, endpoint, tg, tok, &s, why, size, retry_in);
+	h->interrupted = saved;
+	if (r != 0)
 		return r;
 	verbose("session for %s port %d", tg->resource_id, tg->port);
 	path = session_ws_path(&s);
@@ -80,7 +88,6 @@ attempt(struct http *h, struct tunnel **tp, struct tunnel_stats *st,
 		/* lws closed fds 0 and 1; keep new sockets from taking them */
 		sanitise_stdfd();
 	}
-	saved = h->interrupted;
 	h->interrupted = NULL;	/* a signal must not stop the clean-up */
 	(void)session_delete(h, &s);
 	h->interrupted = saved;

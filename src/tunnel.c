@@ -228,7 +228,11 @@ on_connect_error(struct tunnel *t, struct lws *ws, const char *why)
 {
 	int status = (int)lws_http_client_http_response(ws);
 
-	if (status > 0)
+	if (status == 101)
+		tun_finish(t, EXIT_PROTOCOL, true, "Bastion %s answered 101 "
+		    "without a valid WebSocket handshake (libwebsockets: %s)",
+		    t->cfg->host, why != NULL ? why : "?");
+	else if (status > 0)
 		tun_finish(t, status == 401 || status == 403 ? EXIT_REFUSED :
 		    EXIT_PROTOCOL, true, "Bastion %s refused the WebSocket: "
 		    "HTTP %d instead of 101", t->cfg->host, status);
@@ -256,7 +260,8 @@ on_ws_closed(struct tunnel *t)
 		debug("Bastion closed the tunnel (code %d)", t->peer_close);
 	else if (t->peer_close >= 0)
 		tun_finish(t, EXIT_TUNNEL, false, "Bastion closed the tunnel "
-		    "with code %d", t->peer_close);
+		    "with code %d%s%s", t->peer_close,
+		    t->close_reason[0] != '\0' ? ": " : "", t->close_reason);
 	else if (lws_saw_garbage && !t->target_spoke)
 		tun_finish(t, EXIT_PROTOCOL, true, "Bastion %s answered the "
 		    "upgrade with 101, then sent an HTTP response instead of "
@@ -314,6 +319,9 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 		return on_ws_writeable(t, wsi);
 	case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
 		t->peer_close = len >= 2 ? (code[0] << 8 | code[1]) : 1005;
+		snprintf(t->close_reason, sizeof(t->close_reason), "%.*s",
+		    len > 2 ? (int)(len - 2) : 0, len > 2 ? (const char *)
+		    code + 2 : "");
 		return 0;
 	case LWS_CALLBACK_CLIENT_CLOSED:
 		on_ws_closed(t);
@@ -498,6 +506,7 @@ tunnel_close(struct tunnel *t, struct tunnel_stats *st)
 	if (t == NULL)
 		return;
 	active_ctx = NULL;
+	t->destroying = true;
 	if (t->ctx != NULL)
 		lws_context_destroy(t->ctx);
 	if (st != NULL)
@@ -553,6 +562,7 @@ start_attempt(struct tunnel *t)
 	t->established = t->ws_gone = t->close_sent = t->closing = false;
 	t->rx_paused = t->done = t->retryable = false;
 	t->peer_close = -1;
+	t->close_reason[0] = '\0';
 	t->status = 0;
 	t->why[0] = '\0';
 	lws_last_error[0] = '\0';
@@ -598,6 +608,8 @@ tunnel_attempt(struct tunnel *t, const char *path, bool *retryable,
 		    strlen(path), WS_PATH_MAX);
 		return EXIT_PROTOCOL;
 	}
+	if (*t->cfg->signalled)
+		return 0;	/* asked to stop before the tunnel began */
 	start_attempt(t);
 	connect_ws(t, path);
 	while (!t->done) {

@@ -18,6 +18,7 @@
 #define DOWN_LWM	(32 * 1024)
 #define RX_CHUNK	65536		/* largest piece lws hands us */
 #define REPLAY_MAX	(256 * 1024)	/* sent before the target spoke */
+#define DRAIN_MAX	(1024 * 1024)	/* the largest pipe a user may make */
 
 enum deadline { DL_CONNECT, DL_FIRST_BYTE, DL_DRAIN };
 
@@ -38,11 +39,13 @@ struct tunnel {
 	bool		 adopted, in_eof, in_paused, out_gone;
 	bool		 target_spoke;	/* a byte came from the target */
 	bool		 replay_lost;	/* sent overflowed REPLAY_MAX */
+	bool		 destroying;	/* lws is closing everything */
 
 	/* this attempt's WebSocket */
 	bool		 established, ws_gone, close_sent, closing;
 	bool		 rx_paused, done, retryable;
 	int		 peer_close;	/* close code from the Bastion, or -1 */
+	char		 close_reason[128];	/* and its reason text */
 	time_t		 last_pong;
 	int		 status;	/* exit status once decided */
 	char		 why[400];	/* and why, for the caller to report */

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -15,12 +16,11 @@
 #include "tunnel_int.h"
 
 static struct lws *
-adopt(struct tunnel *t, struct lws *ws, int fd)
+adopt(struct lws *ws, int fd)
 {
 	lws_sock_file_fd_type desc;
 
 	desc.filefd = fd;
-	t->fd_flags[fd] = fcntl(fd, F_GETFL);
 	return lws_adopt_descriptor_vhost(lws_get_vhost(ws),
 	    LWS_ADOPT_RAW_FILE_DESC, desc, "tunnel", NULL);
 }
@@ -30,8 +30,11 @@ bool
 tun_adopt_stdio(struct tunnel *t, struct lws *ws)
 {
 	t->adopted = true;
-	if ((t->in = adopt(t, ws, 0)) == NULL ||
-	    (t->out = adopt(t, ws, 1)) == NULL)
+	/* before either: 0 and 1 may share one file description */
+	t->fd_flags[0] = fcntl(0, F_GETFL);
+	t->fd_flags[1] = fcntl(1, F_GETFL);
+	if ((t->in = adopt(ws, 0)) == NULL ||
+	    (t->out = adopt(ws, 1)) == NULL)
 		return false;
 	/* A tty on fd 1 is readable when the user types; never read it. */
 	lws_rx_flow_control(t->out, 0);
@@ -81,23 +84,35 @@ tun_on_stdin(struct tunnel *t)
  * stdin is being closed by lws.  In 4.1.6 (and upstream main) a wsi
  * whose POLLIN is off is closed on POLLHUP although the pipe still holds
  * data: when a paused stdin's writer exits, those bytes would be lost.
- * The fd is still open here, so what is left is read now.  The pipe's
- * capacity bounds it; up grows past its high-water mark to take it.
+ * The fd is still open here, so what is left is read now.  Only a pipe
+ * or socket hangs up like that, and its buffer bounds what is read (a
+ * regular file would answer FIONREAD with all it has left); up grows
+ * past its high-water mark to take it.  Not when the context is being
+ * destroyed: then nobody will send it.
  */
 static void
 drain_stdin(struct tunnel *t)
 {
 	unsigned char *p;
+	struct stat st;
 	ssize_t n;
+	size_t total = 0;
 	int avail;
 
-	while (ioctl(0, FIONREAD, &avail) == 0 && avail > 0) {
+	if (t->destroying || fstat(0, &st) == -1 ||
+	    !(S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode)))
+		return;
+	while (total < DRAIN_MAX && ioctl(0, FIONREAD, &avail) == 0 &&
+	    avail > 0) {
+		if ((size_t)avail > DRAIN_MAX - total)
+			avail = (int)(DRAIN_MAX - total);
 		p = buf_space(&t->up, (size_t)avail, NULL);
 		n = read(0, p, (size_t)avail);
 		if (n <= 0)
 			break;
 		buf_commit(&t->up, (size_t)n);
 		t->stats.bytes_up += (uint64_t)n;
+		total += (size_t)n;
 	}
 }
 

@@ -30,6 +30,8 @@ if [ -n "${DEMO_SHELL:-}" ] && [ -t 0 ]; then
 	ssh -F "$W/ssh_config" -t vm1
 fi
 
+# ssh does not wait for its ProxyCommand to finish the DELETE
+wait_for 30 test "$(emu_active_sessions)" = 0
 say "Sessions left on the Bastion (each process deletes its own):"
 emu GET /_emu/sessions
 echo

@@ -52,6 +52,33 @@ test_blocks(void)
 }
 
 static void
+test_syntax(void)
+{
+	struct options o;
+
+	setenv("HOME", "/home/u", 1);
+	cfg_init(&o);
+	CHECK(read_text(&o, "\xef\xbb\xbf" "Bastion /b # the prod one\n"
+	    "LogFile ~/bs.log\n"
+	    "CAFile \"/a b/ca#1.pem\" # quoted\n"
+	    "TargetResourceGroup rg#1\n"
+	    "Host x # a comment\n"
+	    "  TargetSubscription s\n", "x") == 0);
+	CHECK_STR(o.bastion, "/b");
+	CHECK_STR(o.log_file, "/home/u/bs.log");
+	CHECK_STR(o.ca_file, "/a b/ca#1.pem");
+	CHECK_STR(o.target_resource_group, "rg#1");
+	CHECK_STR(o.target_subscription, "s");
+	cfg_free(&o);
+	cfg_init(&o);
+	CHECK(read_text(&o, "Include other.conf\n", "x") == EXIT_CONFIG);
+	CHECK(read_text(&o, "CAFile \"a\" b\n", "x") == EXIT_CONFIG);
+	CHECK(read_text(&o, "Bastion # only a comment\n", "x") ==
+	    EXIT_CONFIG);
+	cfg_free(&o);
+}
+
+static void
 test_first_wins(void)
 {
 	struct options o;
@@ -129,6 +156,19 @@ test_finish(void)
 	CHECK(cfg_parse_option(&o, "ArmEndpoint=https://a?b") == 0);
 	CHECK(cfg_finish(&o) == EXIT_CONFIG);
 	cfg_free(&o);
+	cfg_init(&o);
+	CHECK(cfg_parse_option(&o, "ArmEndpoint=https://a:1/some/path") == 0);
+	CHECK(cfg_finish(&o) == EXIT_CONFIG);
+	cfg_free(&o);
+	cfg_init(&o);
+	CHECK(cfg_parse_option(&o, "ArmEndpoint=x") == 0);
+	CHECK(cfg_finish(&o) == EXIT_CONFIG);
+	cfg_free(&o);
+	cfg_init(&o);
+	CHECK(cfg_parse_option(&o, "ArmEndpoint=https://a:1//") == 0);
+	CHECK(cfg_finish(&o) == 0);
+	CHECK_STR(o.arm_endpoint, "https://a:1");
+	cfg_free(&o);
 }
 
 int
@@ -140,6 +180,7 @@ main(void)
 		return 2;
 	close(fd);
 	RUN(test_blocks);
+	RUN(test_syntax);
 	RUN(test_first_wins);
 	RUN(test_errors);
 	RUN(test_finish);

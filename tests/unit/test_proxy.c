@@ -66,6 +66,22 @@ test_selection(void)
 	CHECK(proxy_find("notexample", &p) == 0 && p.url != NULL);
 	CHECK(p.port == 3128);
 	proxy_free(&p);
+	setenv("NO_PROXY", "10.0.0.0/8, fd00::/16", 1);
+	CHECK(proxy_find("10.1.2.3", &p) == 0 && p.url == NULL);
+	CHECK(proxy_find("fd00::4", &p) == 0 && p.url == NULL);
+	CHECK(proxy_find("11.1.2.3", &p) == 0 && p.url != NULL);
+	proxy_free(&p);
+	setenv("NO_PROXY", "127.0.0.0/8", 1);
+	CHECK(proxy_find("127.0.0.1", &p) == 0 && p.url == NULL);
+	CHECK(proxy_find("localhost", &p) == 0 && p.url != NULL);
+	proxy_free(&p);
+	setenv("NO_PROXY", "192.168.1.128/25", 1);
+	CHECK(proxy_find("192.168.1.200", &p) == 0 && p.url == NULL);
+	CHECK(proxy_find("192.168.1.100", &p) == 0 && p.url != NULL);
+	proxy_free(&p);
+	setenv("NO_PROXY", "1.2.3.4/33, 1.2.3.4/, /8", 1);
+	CHECK(proxy_find("1.2.3.4", &p) == 0 && p.url != NULL);
+	proxy_free(&p);
 	setenv("NO_PROXY", "*", 1);
 	CHECK(proxy_find("anything", &p) == 0 && p.url == NULL);
 
