@@ -97,9 +97,12 @@ load_credential(const char *path, const char *password, X509 **cert,
 		ok = *cert != NULL && *key != NULL;
 	}
 	BIO_free(bio);
+	ERR_clear_error();
 	if (!ok || EVP_PKEY_get_base_id(*key) != EVP_PKEY_RSA) {
 		error("certificate %s: %s", path, ok ? "the key must be RSA "
-		    "(Entra signs assertions with RS256)" : ssl_reason());
+		    "(Entra signs assertions with RS256)" : *cert == NULL ?
+		    "no certificate in it, or a wrong password" :
+		    "no private key in it, or a wrong password");
 		X509_free(*cert);
 		EVP_PKEY_free(*key);
 		return EXIT_CONFIG;

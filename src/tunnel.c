@@ -449,8 +449,9 @@ create_context(struct tunnel *t)
 		info.client_ssl_ca_filepath = tc->ca_file;
 		info.options |= LWS_SERVER_OPTION_DISABLE_OS_CA_CERTS;
 	}
-	info.timeout_secs = (unsigned int)tc->connect_timeout;
-	info.connect_timeout_secs = (unsigned int)tc->connect_timeout;
+	/* a little later than our own deadline, whose message is clearer */
+	info.timeout_secs = (unsigned int)tc->connect_timeout + 2;
+	info.connect_timeout_secs = (unsigned int)tc->connect_timeout + 2;
 	info.pt_serv_buf_size = 32768;
 	/* lws sizes its fd table by this instead of by ulimit -n */
 	info.fd_limit_per_thread = (unsigned int)lowest_free_fd() + 64;

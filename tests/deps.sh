@@ -6,7 +6,7 @@ set -eu
 packages="make gcc clang llvm libclang-rt-14-dev pkg-config
 	libwebsockets-dev libcurl4-openssl-dev libcjson-dev libssl-dev
 	openssh-server openssh-client rsync git curl openssl python3
-	python3-cryptography
+	python3-cryptography python3-websocket
 	mandoc man-db zsh fish dpkg-dev debhelper
 	valgrind procps iproute2 ca-certificates"
 

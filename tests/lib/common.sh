@@ -24,6 +24,15 @@ TENANT=11111111-2222-3333-4444-555555555555
 CLIENT=aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee
 SECRET=test-secret-$RANDOM$RANDOM
 VM=vm1
+CERT_CLIENT=cccccccc-0000-0000-0000-000000000001
+FED_CLIENT=cccccccc-0000-0000-0000-000000000002
+FED_TOKEN=federated-$RANDOM$RANDOM
+USER_UPN=alice@example.invalid
+USER_RT=refresh-$RANDOM$RANDOM
+MI_CLIENT=cccccccc-0000-0000-0000-000000000003
+MI_OBJECT=cccccccc-0000-0000-0000-000000000004
+MI_RESOURCE=/subscriptions/$SUB/resourceGroups/$RG/providers/Microsoft.ManagedIdentity/userAssignedIdentities/mi1
+APPSERVICE_HEADER=appservice-$RANDOM$RANDOM
 
 # Polls a command for up to $1 tenths of a second.
 wait_for() {
@@ -42,7 +51,18 @@ free_port() {
 
 emu_config() {
 	cat <<JSON
-{"tenants": {"$TENANT": {"clients": {"$CLIENT": {"secret": "$SECRET"}}}},
+{"tenants": {"$TENANT": {"clients": {"$CLIENT": {"secret": "$SECRET"},
+   "$CERT_CLIENT": {"certificate": "$W/pki/sp.pem"},
+   "$FED_CLIENT": {"federated_token": "$FED_TOKEN"}}}},
+ "users": {"$USER_UPN": {"tenant": "$TENANT", "oid": "0000aaaa-1111-2222-3333-444455556666",
+                         "refresh_tokens": ["$USER_RT"]}},
+ "managed_identity": {"system": true, "tenant": "$TENANT",
+     "user_assigned": [{"client_id": "$MI_CLIENT", "object_id": "$MI_OBJECT",
+                        "resource_id": "$MI_RESOURCE"}]},
+ "appservice_header": "$APPSERVICE_HEADER",
+ "arc_token_dir": "$W/arc",
+ "cloudshell_user": "$USER_UPN",
+ "device_code_interval_s": 1,
  "bastions": {"$BASTION_ID": {"sku": "Standard", "enableTunneling": true,
                               "enableIpConnect": true}},
  "vms": {"/subscriptions/$SUB/resourceGroups/$RG/providers/Microsoft.Compute/virtualMachines/$VM": {"ip": "127.0.0.1"},
@@ -52,16 +72,30 @@ emu_config() {
 JSON
 }
 
+# A service principal's certificate: RSA key and certificate in one PEM
+# file, and the same in PKCS#12 with a password.
+sp_certificate() {
+	openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=sp \
+	    -keyout "$W/pki/sp.key" -out "$W/pki/sp.crt" 2>/dev/null &&
+	cat "$W/pki/sp.key" "$W/pki/sp.crt" >"$W/pki/sp.pem" &&
+	openssl pkcs12 -export -inkey "$W/pki/sp.key" -in "$W/pki/sp.crt" \
+	    -passout pass:pfx-pass -out "$W/pki/sp.pfx"
+}
+
 emu_start() {
 	sh "$TOP/tests/lib/mkca.sh" "$W/pki" >/dev/null
+	sp_certificate || return 1
+	mkdir -p "$W/arc"
+	chmod 700 "$W/arc"
 	emu_config >"$W/emu.json"
 	$PY "$TOP/tests/emulator/azure_emu.py" --cert "$W/pki/server.pem" \
 	    --key "$W/pki/server.key" --config "$W/emu.json" \
-	    --port-file "$W/emu.port" --fixtures "$FIXTURES" \
-	    ${EMU_VERBOSE:+--verbose} 2>"$W/emu.log" &
+	    --port-file "$W/emu.port" --plain-port-file "$W/emu.plain" \
+	    --fixtures "$FIXTURES" ${EMU_VERBOSE:+--verbose} 2>"$W/emu.log" &
 	EMU_PID=$!
 	wait_for 100 test -s "$W/emu.port" || { cat "$W/emu.log"; return 1; }
 	EMU_PORT=$(cat "$W/emu.port")
+	EMU_PLAIN=http://127.0.0.1:$(cat "$W/emu.plain")
 	EMU=https://localhost:$EMU_PORT
 }
 
@@ -158,7 +192,8 @@ world_stop() {
 # The world's variables, for test scripts run in their own shells.
 world_save() {
 	local v
-	for v in W EMU EMU_PORT EMU_PID SSHD_PORT SSHD_PID FIXTURES SECRET; do
+	for v in W EMU EMU_PORT EMU_PID EMU_PLAIN SSHD_PORT SSHD_PID FIXTURES \
+	    SECRET FED_TOKEN USER_RT APPSERVICE_HEADER; do
 		printf '%s=%q\n' "$v" "${!v}"
 	done >"$W/world.env"
 }
@@ -253,4 +288,20 @@ emu2_start() {
 	EMU2_PID=$!
 	wait_for 100 test -s "$T/emu2.port"
 	EMU2_PORT=$(cat "$T/emu2.port")
+}
+
+# Forgets every credential, so that a test can offer exactly one.
+no_credentials() {
+	unset AZURE_TENANT_ID AZURE_CLIENT_ID AZURE_CLIENT_SECRET \
+	    AZURE_CLIENT_CERTIFICATE_PATH AZURE_CLIENT_CERTIFICATE_PASSWORD \
+	    AZURE_FEDERATED_TOKEN_FILE IDENTITY_ENDPOINT IDENTITY_HEADER \
+	    IMDS_ENDPOINT MSI_ENDPOINT
+	export AZURE_POD_IDENTITY_AUTHORITY_HOST=http://127.0.0.1:9
+	export AZURE_CONFIG_DIR=/nonexistent/azure-cli
+	rm -rf "$T/cache"
+}
+
+# How many tokens the emulator issued to one source (issued_<source>).
+issued() {
+	emu GET /_emu/counters | $PY -c 'import json,sys; print(json.load(sys.stdin)["issued_" + sys.argv[1]])' "$1"
 }
