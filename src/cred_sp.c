@@ -61,7 +61,9 @@ post_grant(const struct cred_ctx *c, struct buf *form, const char *who,
 
 	form_add(form, "scope", c->scope);
 	r = entra_request_token(c->h, c->o->authority_host,
-	    getenv("AZURE_TENANT_ID"), buf_str(form), who, NULL, t, NULL);
+	    getenv("AZURE_TENANT_ID"), buf_str(form), who, "check the "
+	    "tenant, the client id and the secret or certificate in the "
+	    "environment against the app registration", t, NULL);
 	explicit_bzero(form->data, form->cap);
 	buf_free(form);
 	return r;

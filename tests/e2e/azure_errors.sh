@@ -7,6 +7,16 @@ expect_eq $RC 4 "status for a wrong secret"
 expect_match "$T/err" 'service principal .*: Entra ID answered 401: AADSTS7000215.*correlation id' \
     "wrong secret message"
 expect_no_match "$T/err" 'wrong' "the secret itself"
+expect_match "$T/err" 'check the tenant, the client id and the secret' \
+    "what to do"
+
+# Entra's throttling and server errors are retried within ConnectTimeout.
+emu_faults '{"entra_status": [503, 429]}'
+run_bs vm1 22 </dev/null
+expect_no_match "$T/err" 'Entra ID answered' "retried Entra errors"
+expect_eq "$(emu GET /_emu/counters | $PY -c 'import json,sys; print(json.load(sys.stdin)["entra_client_secret"])')" \
+    4 "Entra requests: the refused one, two retried, one good"
+rm -rf "$T/cache"
 
 # The Bastion does not exist.
 run_bs -o "Bastion=${BASTION_ID}x" vm1 22 </dev/null
