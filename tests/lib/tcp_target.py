@@ -7,6 +7,8 @@
   tcp_target.py PORTFILE sink OUTFILE   read to EOF, then write
                                         "<bytes> <sha256>" to OUTFILE
   tcp_target.py PORTFILE echo           echo everything back
+  tcp_target.py PORTFILE greet OUTFILE  say "HELLO\n" first, as sshd does,
+                                        then as sink
   tcp_target.py - pattern N             print the bytes "send N" sends
   tcp_target.py - fill OUTFILE          write to stdout until it stays full
                                         for a second, then exit and write
@@ -39,7 +41,9 @@ def serve(conn, mode, args):
             if len(args) > 1 and args[1] == "hold":
                 while conn.recv(65536):
                     pass
-        elif mode == "sink":
+        elif mode in ("sink", "greet"):
+            if mode == "greet":
+                conn.sendall(b"HELLO\n")
             h, total = hashlib.sha256(), 0
             while True:
                 data = conn.recv(1 << 16)
