@@ -178,6 +178,12 @@ on_deadline(lws_sorted_usec_list_t *sul)
 		    t->cfg->host, secs);
 		break;
 	case DL_FIRST_BYTE:
+		if (t->replay_lost) {
+			/* too much went up to replay: a working stream to a
+			 * target that does not talk back; leave it be */
+			debug("the target is silent, but the stream goes on");
+			return;
+		}
 		/* the 101-then-silence failure: a new session may work */
 		tun_finish(t, EXIT_PROTOCOL, true, "Bastion %s opened the "
 		    "WebSocket but relayed nothing for %ld s (ConnectTimeout)",

@@ -25,19 +25,27 @@ import threading
 import time
 
 
+BLOCK = hashlib.sha256(b"bastion-stdio").digest() * 2048  # 64 KiB
+
+
+def pattern_blocks(n):
+    """The same n bytes every time, in pieces, so that gigabytes need no
+    gigabytes of memory and the sender's hash is known."""
+    while n > 0:
+        piece = BLOCK[:n]
+        n -= len(piece)
+        yield piece
+
+
 def pattern(n):
-    """The same n bytes every time, so that the sender's hash is known."""
-    block = hashlib.sha256(b"bastion-stdio").digest() * 2048  # 64 KiB
-    out = bytearray()
-    while len(out) < n:
-        out += block[: n - len(out)]
-    return bytes(out)
+    return b"".join(pattern_blocks(n))
 
 
 def serve(conn, mode, args):
     with conn:
         if mode == "send":
-            conn.sendall(pattern(int(args[0])))
+            for piece in pattern_blocks(int(args[0])):
+                conn.sendall(piece)
             if len(args) > 1 and args[1] == "hold":
                 while conn.recv(65536):
                     pass
@@ -66,7 +74,7 @@ def serve(conn, mode, args):
 def fill(outfile):
     """Leaves a full pipe behind: its reader must have stopped reading."""
     os.set_blocking(1, False)
-    data = pattern(1 << 16)
+    data = BLOCK
     h, total, idle = hashlib.sha256(), 0, 0
     while idle < 10:
         try:
@@ -85,7 +93,8 @@ def fill(outfile):
 def main():
     portfile, mode, args = sys.argv[1], sys.argv[2], sys.argv[3:]
     if mode == "pattern":
-        sys.stdout.buffer.write(pattern(int(args[0])))
+        for piece in pattern_blocks(int(args[0])):
+            sys.stdout.buffer.write(piece)
         return
     if mode == "fill":
         fill(args[0])
