@@ -14,7 +14,7 @@
 #include "session.h"
 
 /* The DELETE runs after the tunnel, when ssh may be waiting on us. */
-#define SESSION_DELETE_TIMEOUT	5
+#define SESSION_DELETE_TIMEOUT	3
 
 static void
 free_secret(char **p)
