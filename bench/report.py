@@ -104,9 +104,13 @@ def main(path):
         w(f"   {label:<42} {fmt(v['down']):>7} {fmt(v['up']):>7}"
           f"  {pct(r['down']):>10}  {pct(r['up']):>8}"
           + (f"  ({fails} failed)" if fails else ""))
-    r = {d: ratio(t, "bastion-stdio", "reference", d) for d in ("down", "up")}
-    w(f"   {'bastion-stdio / reference':<42} {'':>7} {'':>7}"
-      f"  {fmt(r['down'], '.2f') + 'x':>10}  {fmt(r['up'], '.2f') + 'x':>8}")
+    for other, label in (("reference", "bastion-stdio / reference"),
+                         ("lean", "bastion-stdio / lean C client")):
+        r = {d: ratio(t, "bastion-stdio", other, d) for d in ("down", "up")}
+        if r["down"] is not None or r["up"] is not None:
+            w(f"   {label:<42} {'':>7} {'':>7}"
+              f"  {fmt(r['down'], '.2f') + 'x':>10}"
+              f"  {fmt(r['up'], '.2f') + 'x':>8}")
     ceil = defaultdict(list)
     for server, d, _run, mibs in rows["ceiling"]:
         ceil[(server, d)].append(float(mibs))
@@ -191,7 +195,9 @@ def main(path):
             continue
         b = dict(x.split("=") for x in p[5].split())
         a = dict(x.split("=") for x in p[6].split())
-        d = {k: int(a[k]) - int(b[k]) for k in a}
+        d = {k: int(a[k]) - int(b[k]) for k in a if k in b}
+        if "entra" not in d:
+            continue
         fan.append((float(p[1]), int(p[2]), int(p[3]), d))
     if fan:
         n = fan[0][1] + fan[0][2]

@@ -67,6 +67,18 @@ cleanup() {
 	    rm -rf "$RESULTS_DIR"
 }
 
+# Stops with a message if the world is gone: on a shared machine another
+# session's clean-up may remove /tmp/bastion-stdio-test.* or its servers,
+# and a table with holes would look like a result.
+check_world() {
+	# the two servers answer, sshd (not our child, so never a zombie)
+	# is there
+	[ -d "$W/log" ] && counters >/dev/null &&
+	    kill -0 "$SSHD_PID" 2>/dev/null && return
+	say "$W or its servers went away during the run: no table"
+	exit 1
+}
+
 # One background process of ours, ended by cleanup().
 bg() {
 	"$@" &
@@ -231,6 +243,7 @@ throughput() {
 			for c in $clients; do
 				say "throughput run $r/$RUNS: $c $d"
 				transfer "$c" "$d" "$r"
+				check_world
 			done
 		done
 	done
@@ -378,6 +391,7 @@ if [ "${1:-}" = --setup-only ]; then
 	RESULTS=$3
 	bench_world || exit 1
 	setup_latency
+	check_world
 	exit 0
 fi
 
@@ -407,9 +421,12 @@ row info runs "$RUNS"
 row info rtt_ms "$RTT_MS"
 RTT=0
 ceilings
+check_world
 throughput
 setup_latency
+check_world
 fan_out
+check_world
 setup_latency_rtt
 row info load_after "$(cut -d' ' -f1-3 /proc/loadavg)"
 row info seconds "$(($(date +%s) - START))"
