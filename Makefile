@@ -22,7 +22,7 @@ LIBS =		$(shell $(PKG_CONFIG) --libs $(PKGS))
 
 # Everything but main.o, so that unit tests link the same objects.
 OBJS =		src/arm.o src/buf.o src/cache.o src/cloud.o src/config.o \
-		src/cred.o src/cred_cli.o src/cred_mi.o src/cred_sp.o \
+		src/cred.o src/cred_cli.o src/cred_mi.o src/cred_sp.o src/doctor.o \
 		src/entra.o src/http.o src/jwt.o src/log.o src/login.o \
 		src/match.o src/misc.o src/proxy.o src/session.o src/target.o \
 		src/relay.o src/tunnel.o src/tunnel_stdio.o

@@ -71,6 +71,8 @@ cfg_free(struct options *o)
 {
 	size_t i;
 
+	free(o->files_read);
+	free(o->hosts_matched);
 	for (i = 0; i < sizeof(keywords) / sizeof(keywords[0]); i++) {
 		if (keywords[i].type == KW_STRING ||
 		    keywords[i].type == KW_PATH ||
@@ -269,14 +271,25 @@ cfg_parse_option(struct options *o, const char *arg)
 	return cfg_set(o, keyword, value, "command line");
 }
 
+/* Appends to a space-separated record of what the configuration used. */
+static void
+note(char **record, const char *what)
+{
+	char *s = xasprintf("%s%s%s", *record ? *record : "",
+	    *record ? ", " : "", what);
+
+	free(*record);
+	*record = s;
+}
+
 /*
  * Handles one line of a file.  *active tracks whether the current Host
- * block applies; the caller passes a scratch struct for blocks that do
- * not, so that their values are still checked.
+ * block applies; values of blocks that do not go to the scratch struct
+ * ignored, so that they are still checked.
  */
 static int
-parse_file_line(struct options *o, char *line, const char *host,
-    bool *active, const char *where)
+parse_file_line(struct options *o, struct options *ignored, char *line,
+    const char *host, bool *active, const char *where)
 {
 	char *keyword, *value;
 
@@ -293,6 +306,8 @@ parse_file_line(struct options *o, char *line, const char *host,
 			return EXIT_CONFIG;
 		}
 		*active = match_host_patterns(host, value) == 1;
+		if (*active)
+			note(&o->hosts_matched, where);
 		return 0;
 	}
 	if (strcasecmp(keyword, "Match") == 0) {
@@ -304,7 +319,7 @@ parse_file_line(struct options *o, char *line, const char *host,
 		    "file", where);
 		return EXIT_CONFIG;
 	}
-	return cfg_set(o, keyword, value, where);
+	return cfg_set(*active ? o : ignored, keyword, value, where);
 }
 
 /*
@@ -324,6 +339,7 @@ cfg_read_file(struct options *o, const char *path, const char *host)
 	}
 	r = cfg_read_stream(o, f, path, host);
 	fclose(f);
+	note(&o->files_read, path);
 	return r;
 }
 
@@ -350,8 +366,7 @@ cfg_read_stream(struct options *o, FILE *f, const char *path,
 		/* a UTF-8 byte order mark, as some editors write */
 		if (linenum == 1 && strncmp(line, "\xef\xbb\xbf", 3) == 0)
 			memmove(line, line + 3, strlen(line + 3) + 1);
-		r = parse_file_line(active ? o : &ignored, line, host,
-		    &active, where);
+		r = parse_file_line(o, &ignored, line, host, &active, where);
 	}
 	if (r == 0 && ferror(f)) {
 		error("cannot read configuration file %s", path);

@@ -36,6 +36,10 @@ struct options {
 
 	/* Derived by cfg_finish(). */
 	const struct cloud *cloud;
+
+	/* What was read, for `doctor`: files, and Host lines that applied. */
+	char	*files_read;
+	char	*hosts_matched;
 };
 
 void	cfg_init(struct options *o);

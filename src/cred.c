@@ -127,6 +127,7 @@ get_through_cache(const struct cred_ctx *c, const struct cred_source *s,
 	int r;
 
 	cache_name(c, s, name, sizeof(name));
+	t->source = s->name;
 	if (read_cached(name, t) == 0) {
 		debug("credential: %s, from the cache", s->name);
 		return 0;
@@ -138,8 +139,10 @@ get_through_cache(const struct cred_ctx *c, const struct cred_source *s,
 		return 0;
 	}
 	debug("credential: %s", s->name);
-	if ((r = s->get(c, t)) == 0)
+	if ((r = s->get(c, t)) == 0) {
+		t->source = s->name;	/* the source's parser cleared it */
 		write_cached(name, t);
+	}
 	cache_unlock(&lock);
 	return r;
 }

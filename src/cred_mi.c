@@ -137,21 +137,18 @@ describe(const char *body, char *out, size_t size)
 
 /* Turns an answer into a token, or reports it; 0 or an exit status. */
 static int
-take_token(enum mi_kind kind, const struct http_response *rs,
-    struct token *t)
+take_token(enum mi_kind kind, struct http_response *rs, struct token *t)
 {
 	char why[400];
 
 	if (rs->status == 200) {
-		if (entra_parse_token((const char *)rs->body.data ?
-		    (const char *)rs->body.data : "", time(NULL), t) == 0)
+		if (entra_parse_token(buf_str(&rs->body), time(NULL), t) == 0)
 			return 0;
 		error("managed identity (%s) answered 200 without a usable "
 		    "token", kind_names[kind]);
 		return EXIT_PROTOCOL;
 	}
-	describe(rs->body.data ? (const char *)rs->body.data : "", why,
-	    sizeof(why));
+	describe(buf_str(&rs->body), why, sizeof(why));
 	error("managed identity (%s) answered %ld: %s", kind_names[kind],
 	    rs->status, why);
 	return EXIT_CREDENTIAL;

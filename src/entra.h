@@ -12,6 +12,7 @@ struct token {
 	char	*access_token;
 	time_t	 expires_on;
 	time_t	 issued_on;
+	const char *source;	/* the credential source that gave it */
 };
 
 void	token_free(struct token *t);

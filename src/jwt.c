@@ -188,3 +188,37 @@ jwt_client_assertion(const char *cert_path, const char *password,
 	X509_free(cert);
 	return r;
 }
+
+/*
+ * The claims of a JWT as JSON text (the caller frees it), or NULL when
+ * the token is not a JWT.  Nothing is verified: for display only.
+ */
+char *
+jwt_payload(const char *token)
+{
+	const char *p = strchr(token, '.'), *end;
+	unsigned char *out;
+	struct buf in;
+	size_t i, n;
+	int len;
+
+	if (p == NULL || (end = strchr(++p, '.')) == NULL ||
+	    (n = (size_t)(end - p)) == 0 || n > 16384)
+		return NULL;
+	buf_init(&in, n + 4);
+	for (i = 0; i < n; i++)
+		buf_put(&in, p[i] == '-' ? "+" : p[i] == '_' ? "/" : &p[i], 1);
+	while (in.len % 4)
+		buf_put(&in, "=", 1);
+	out = xmalloc(in.len + 1);
+	len = EVP_DecodeBlock(out, in.data, (int)in.len);
+	buf_free(&in);
+	if (len < 0) {
+		free(out);
+		return NULL;
+	}
+	while (len > 0 && out[len - 1] == '\0')	/* the padding's zeros */
+		len--;
+	out[len] = '\0';
+	return (char *)out;
+}

@@ -19,6 +19,7 @@
 #include "arm.h"
 #include "config.h"
 #include "cred.h"
+#include "doctor.h"
 #include "http.h"
 #include "log.h"
 #include "login.h"
@@ -32,7 +33,7 @@
 static volatile sig_atomic_t signalled;
 
 struct args {
-	const char	*command;	/* "login", "logout", or NULL */
+	const char	*command;	/* "login", "logout", "doctor" or NULL */
 	const char	*config_file;	/* -F; NULL: the default files */
 	const char	*host;
 	const char	*port;
@@ -48,7 +49,9 @@ usage(void)
 	    "HOST PORT\n"
 	    "       bastion-stdio login [-qv] [-F configfile] "
 	    "[-o Keyword=Value]\n"
-	    "       bastion-stdio logout\n");
+	    "       bastion-stdio logout\n"
+	    "       bastion-stdio doctor [-qv] [-F configfile] "
+	    "[-o Keyword=Value] [HOST [PORT]]\n");
 }
 
 static void
@@ -96,8 +99,10 @@ parse_args(int argc, char **argv, struct args *a, struct options *o)
 		return -1;
 	}
 	if (argc > 1 && (strcmp(argv[1], "login") == 0 ||
-	    strcmp(argv[1], "logout") == 0)) {
+	    strcmp(argv[1], "logout") == 0 ||
+	    strcmp(argv[1], "doctor") == 0)) {
 		a->command = argv[1];
+		argv[1] = argv[0];	/* getopt's messages name the program */
 		argv++;
 		argc--;
 	}
@@ -128,6 +133,12 @@ parse_args(int argc, char **argv, struct args *a, struct options *o)
 	    argc > 1) {
 		usage();
 		return EXIT_USAGE;
+	}
+	if (a->command != NULL && strcmp(a->command, "doctor") == 0 &&
+	    argc - optind <= 2) {
+		a->host = argc > optind ? argv[optind] : "";
+		a->port = argc > optind + 1 ? argv[optind + 1] : "22";
+		return 0;
 	}
 	if (a->command != NULL && argc == optind) {
 		a->host = "";	/* for Host patterns: only "*" matches */
@@ -260,6 +271,9 @@ main(int argc, char **argv)
 			r = run(&a, &o);
 		else if (strcmp(a.command, "login") == 0)
 			r = login_command(&o);
+		else if (strcmp(a.command, "doctor") == 0)
+			r = doctor_command(&o, *a.host ? a.host : NULL,
+			    a.port);
 		else
 			r = logout_command();
 	}

@@ -1,0 +1,191 @@
+/*
+ * `bastion-stdio doctor [HOST [PORT]]` walks the steps of a connection
+ * without opening a tunnel: the settings and where they came from, the
+ * credential (its source, audience, tenant and expiry, never the token),
+ * the Bastion in ARM, the target, and a session the data plane creates
+ * and deletes.  One line per step on stdout; what failed says why on
+ * stderr, as a connection would.  The status is 0 only if all passed.
+ */
+#include <cjson/cJSON.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "arm.h"
+#include "cred.h"
+#include "doctor.h"
+#include "jwt.h"
+#include "log.h"
+#include "misc.h"
+#include "session.h"
+#include "target.h"
+
+struct doctor {
+	const struct options	*o;
+	struct http		 h;
+	struct token		 tok;
+	struct bastion		 b;
+	struct resource_id	 bastion_id;
+	struct target		 tg;
+	int			 status;	/* the first failure's */
+};
+
+/* One line: a mark, the step, what was found or what to do. */
+static void
+step(struct doctor *d, const char *name, int r, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void
+step(struct doctor *d, const char *name, int r, const char *fmt, ...)
+{
+	char text[600];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	printf("%s %-10s %s\n", r == 0 ? "[ok]  " : "[FAIL]", name, text);
+	fflush(stdout);
+	if (r != 0 && d->status == 0)
+		d->status = r;
+}
+
+static int
+check_settings(struct doctor *d)
+{
+	const struct options *o = d->o;
+
+	step(d, "config", 0, "files: %s; Host lines: %s",
+	    o->files_read ? o->files_read : "none",
+	    o->hosts_matched ? o->hosts_matched : "none");
+	step(d, "settings", 0, "Cloud %s, ArmEndpoint %s, AuthorityHost %s, "
+	    "CAFile %s, ConnectTimeout %ld", o->cloud->name, o->arm_endpoint,
+	    o->authority_host, o->ca_file ? o->ca_file : "(system)",
+	    o->connect_timeout);
+	if (o->bastion == NULL) {
+		step(d, "bastion", EXIT_CONFIG, "no Bastion: set it to the "
+		    "Bastion's resource id in a Host block or with -o");
+		return -1;
+	}
+	if (resource_id_parse(o->bastion, &d->bastion_id) == -1 ||
+	    !resource_id_is_bastion(&d->bastion_id)) {
+		step(d, "bastion", EXIT_CONFIG, "\"%.200s\" is not the "
+		    "resource id of a Bastion host", o->bastion);
+		return -1;
+	}
+	return 0;
+}
+
+/* What a token says about itself: audience, tenant, expiry. */
+static void
+describe_token(const struct token *t, char *out, size_t size)
+{
+	char *claims = jwt_payload(t->access_token);
+	cJSON *root = claims ? cJSON_Parse(claims) : NULL;
+	const cJSON *aud = cJSON_GetObjectItem(root, "aud");
+	const cJSON *tid = cJSON_GetObjectItem(root, "tid");
+
+	snprintf(out, size, "from %s; audience %s, tenant %s; expires in "
+	    "%ld min", t->source, cJSON_IsString(aud) ? aud->valuestring :
+	    "(not a JWT)", cJSON_IsString(tid) ? tid->valuestring : "?",
+	    (long)(t->expires_on - time(NULL)) / 60);
+	cJSON_Delete(root);
+	free(claims);
+}
+
+static int
+check_credential(struct doctor *d)
+{
+	char text[400];
+	int r;
+
+	if ((r = cred_get_arm_token(&d->h, d->o, &d->tok)) != 0) {
+		step(d, "credential", r, "no ARM token (see above); "
+		    "bastion-stdio(1), CREDENTIALS, lists the sources");
+		return -1;
+	}
+	describe_token(&d->tok, text, sizeof(text));
+	step(d, "credential", 0, "%s", text);
+	return 0;
+}
+
+static int
+check_bastion(struct doctor *d)
+{
+	int r;
+
+	if ((r = arm_get_bastion(&d->h, d->o, &d->tok, &d->b)) != 0) {
+		step(d, "arm", r, "cannot read the Bastion (see above); check "
+		    "its id and the credential's Reader role on it");
+		return -1;
+	}
+	step(d, "arm", 0, "Bastion %s: SKU %s, tunneling %s, IP connect %s, "
+	    "data plane %s", d->bastion_id.name, d->b.sku ? d->b.sku : "?",
+	    d->b.tunneling == TRI_TRUE ? "on" : d->b.tunneling == TRI_FALSE ?
+	    "off" : "?", d->b.ip_connect == TRI_TRUE ? "on" :
+	    d->b.ip_connect == TRI_FALSE ? "off" : "?", d->b.dns_name);
+	r = arm_check_bastion(&d->b, d->bastion_id.name, d->tg.ip != NULL);
+	step(d, "sku", r, r == 0 ? "native client tunnels allowed" :
+	    "refused (see above)");
+	return r == 0 ? 0 : -1;
+}
+
+/* A session, created and deleted at once: the data plane answers. */
+static void
+check_data_plane(struct doctor *d)
+{
+	struct session s;
+	char why[512];
+	long retry_in;
+	int r;
+
+	r = session_create(&d->h, d->b.dns_name, &d->tg, &d->tok, &s, why,
+	    sizeof(why), &retry_in);
+	if (r != 0) {
+		step(d, "session", r, "%s", why[0] ? why : "no answer (see "
+		    "above)");
+		return;
+	}
+	r = session_delete(&d->h, &s);
+	step(d, "session", r, "the Bastion at %s made a session for port %d "
+	    "and deleted it", d->b.dns_name, d->tg.port);
+	session_free(&s);
+}
+
+int
+doctor_command(const struct options *o, const char *host, const char *port)
+{
+	struct doctor d;
+	int r;
+
+	memset(&d, 0, sizeof(d));
+	d.o = o;
+	if (check_settings(&d) == -1)
+		goto out;
+	if (host != NULL && (r = target_resolve(host, port, o, &d.bastion_id,
+	    &d.tg)) != 0) {
+		step(&d, "target", r, "HOST %s PORT %s (see above)", host,
+		    port);
+		goto out;
+	}
+	if (host != NULL)
+		step(&d, "target", 0, "%s port %d%s%s", d.tg.resource_id,
+		    d.tg.port, d.tg.ip ? ", hostname " : "",
+		    d.tg.ip ? d.tg.ip : "");
+	if (http_init(&d.h, o->ca_file, BASTION_STDIO_UA,
+	    o->connect_timeout) != 0)
+		goto out;
+	/* the data plane needs a target; without HOST it is not asked */
+	if (check_credential(&d) == 0 && check_bastion(&d) == 0 &&
+	    host != NULL)
+		check_data_plane(&d);
+	http_cleanup(&d.h);
+out:
+	token_free(&d.tok);
+	arm_bastion_free(&d.b);
+	target_free(&d.tg);
+	resource_id_free(&d.bastion_id);
+	return d.status;
+}
