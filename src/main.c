@@ -33,7 +33,7 @@
 static volatile sig_atomic_t signalled;
 
 struct args {
-	const char	*command;	/* "login", "logout", "doctor" or NULL */
+	const char	*command;	/* login, logout, doctor, or NULL */
 	const char	*config_file;	/* -F; NULL: the default files */
 	const char	*host;
 	const char	*port;
