@@ -9,11 +9,12 @@
 # _bastion_stdio_cmd_NAME: called with the operands before the cursor as
 # arguments and the current word in $cur, it sets the caller's cands.
 
-_bastion_stdio_commands=(login logout)
+_bastion_stdio_commands=(login logout doctor)
 declare -gA _bastion_stdio_command_options=(
 	[main]="-F -o -q -v -V"
 	[login]="-F -o -q -v"
 	[logout]=""
+	[doctor]="-F -o -q -v"
 )
 _bastion_stdio_keywords=(ArmEndpoint AuthorityHost Bastion CAFile Cloud
     ConnectTimeout Credential DeviceCode FrameSize LogFile LogLevel
@@ -32,6 +33,11 @@ _bastion_stdio_cmd_main() {
 	    -- "$cur") ;;
 	1) mapfile -t cands < <(compgen -W 22 -- "$cur") ;;
 	esac
+}
+
+# doctor: the same operands, both optional.
+_bastion_stdio_cmd_doctor() {
+	_bastion_stdio_cmd_main "$@"
 }
 
 # Host names without wildcards from the bastion-stdio configuration

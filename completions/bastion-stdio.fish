@@ -5,7 +5,7 @@
 # the __bastion_stdio_form conditions of the options it takes, and give
 # its operands completions of their own under "__bastion_stdio_form NAME".
 
-set -g __bastion_stdio_commands login logout
+set -g __bastion_stdio_commands login logout doctor
 set -g __bastion_stdio_keywords ArmEndpoint AuthorityHost Bastion CAFile \
     Cloud ConnectTimeout Credential DeviceCode FrameSize LogFile LogLevel \
     LoginClientId ManagedIdentityClientId ManagedIdentityObjectId \
@@ -22,9 +22,9 @@ function __bastion_stdio_form
     contains -- $form $argv
 end
 
-# Sets __bastion_stdio_operands to the operands before the cursor,
-# skipping options and their arguments as getopt(3) does, and
-# __bastion_stdio_conf to the -F argument.
+# Sets __bastion_stdio_operands to the operands before the cursor (a
+# subcommand is not one), skipping options and their arguments as
+# getopt(3) does, and __bastion_stdio_conf to the -F argument.
 function __bastion_stdio_scan
     set -l want
     set -l conf
@@ -32,6 +32,9 @@ function __bastion_stdio_scan
     set -l dashdash
     set -l words (commandline -opc)
     set -e words[1]
+    if set -q words[1]; and contains -- $words[1] $__bastion_stdio_commands
+        set -e words[1]
+    end
     for w in $words
         if test -n "$want"
             test "$want" = F; and set conf $w
@@ -56,9 +59,10 @@ function __bastion_stdio_scan
     set -g __bastion_stdio_conf $conf
 end
 
-# Whether the main form is at its operand number $argv[1] (0: HOST).
+# Whether a form with HOST and PORT (main, doctor) is at its operand
+# number $argv[1] (0: HOST).
 function __bastion_stdio_operand_is
-    __bastion_stdio_form main; or return 1
+    __bastion_stdio_form main doctor; or return 1
     __bastion_stdio_scan
     test (count $__bastion_stdio_operands) -eq $argv[1]
 end
@@ -123,20 +127,22 @@ function __bastion_stdio_keyword
 end
 
 complete -c bastion-stdio -f
-complete -c bastion-stdio -n '__bastion_stdio_form main login' -s F -r -F \
-    -a none -d 'Configuration file ("none": none)'
-complete -c bastion-stdio -n '__bastion_stdio_form main login' -s o -x \
-    -a '(__bastion_stdio_keyword)' -d 'Set a keyword'
-complete -c bastion-stdio -n '__bastion_stdio_form main login' -s q \
-    -d 'Write no diagnostics'
-complete -c bastion-stdio -n '__bastion_stdio_form main login' -s v \
-    -d 'Show each step (up to -vvv)'
+complete -c bastion-stdio -n '__bastion_stdio_form main login doctor' \
+    -s F -r -F -a none -d 'Configuration file ("none": none)'
+complete -c bastion-stdio -n '__bastion_stdio_form main login doctor' \
+    -s o -x -a '(__bastion_stdio_keyword)' -d 'Set a keyword'
+complete -c bastion-stdio -n '__bastion_stdio_form main login doctor' \
+    -s q -d 'Write no diagnostics'
+complete -c bastion-stdio -n '__bastion_stdio_form main login doctor' \
+    -s v -d 'Show each step (up to -vvv)'
 complete -c bastion-stdio -n '__bastion_stdio_form main' -s V \
     -d 'Print the versions and exit'
 complete -c bastion-stdio -n 'test (count (commandline -opc)) -eq 1' \
     -a login -d 'Sign in with the device-code flow and keep the sign-in'
 complete -c bastion-stdio -n 'test (count (commandline -opc)) -eq 1' \
     -a logout -d 'Remove the sign-in and every cached token'
+complete -c bastion-stdio -n 'test (count (commandline -opc)) -eq 1' \
+    -a doctor -d 'Check each step of a connection without a tunnel'
 complete -c bastion-stdio -n '__bastion_stdio_operand_is 0' \
     -a '(__bastion_stdio_hosts)' -d Host
 complete -c bastion-stdio -n '__bastion_stdio_operand_is 1' -a 22 -d Port

@@ -31,12 +31,14 @@ touch "$T/files/cert-a.pem" "$T/files/cert-b.pem" "$T/files/log.txt"
 # What the sources accept, sorted as the results are.
 sorted() { tr ' ' '\n' | grep -v '^$' | LC_ALL=C sort -u | tr '\n' ' ' |
     sed 's/ $//'; }
-# One line per form of the usage text: its name ("main" for HOST PORT)
-# and its options.
+# One line per form of the usage text: its name ("main" for HOST PORT),
+# "host" if it takes a HOST, optional ("[HOST [PORT]]") or not, else
+# "none", and its options.
 "$BIN" </dev/null >/dev/null 2>"$T/usage"
 usage_forms=$(sed 's/^usage://; s/^[[:space:]]*//' "$T/usage" | awk '
     $1 == "bastion-stdio" {
 	line = ($2 ~ /^[a-z]/) ? $2 : "main"
+	line = line ($0 ~ /(^|[[ ])HOST( |\]|$)/ ? " host" : " none")
 	for (i = 2; i <= NF; i++)
 		if ($i ~ /^\[-/)
 			for (j = 3; j <= length($i); j++)
@@ -45,7 +47,9 @@ usage_forms=$(sed 's/^usage://; s/^[[:space:]]*//' "$T/usage" | awk '
 	print line
     }')
 commands=$(awk '$1 != "main" { print $1 }' <<<"$usage_forms" | sorted)
-options=$(awk '$1 == "main" { $1 = ""; print }' <<<"$usage_forms" | sorted)
+lo_commands=$(tr ' ' '\n' <<<"$commands" | grep '^lo' | sorted)
+options=$(awk '$1 == "main" { $1 = $2 = ""; print }' <<<"$usage_forms" |
+    sorted)
 credentials=$(sed -n '/^credential_name(/,/^}/p' "$TOP/src/config.c" |
     grep -o '"[a-z-]*"' | tr -d '"' | sorted)
 keywords=$(sed -n '/keywords\[\] = {/,/^};/p' "$TOP/src/config.c" |
@@ -86,16 +90,28 @@ cases=(
 	"bastion-stdio -F none -- "		"jump quoted web1 web2"
 	"bastion-stdio "			"~ $commands db-1 jump quoted web1 web2
 	    !db-? !*.prod !bad !not-a-host !matched !xdg-only !other-1"
-	"bastion-stdio lo"			"~ $commands"
+	"bastion-stdio lo"			"~ $lo_commands"
 	"bastion-stdio -F none l"		""
 	"bastion-stdio -q -o ArmEndpoint=https://arm.example:443 web1 "	"22"
 	"bastion-stdio web1 22 "		"~ !22 !web1 !jump"
 )
-# Each subcommand's options, and no operand.
-while read -r form opts; do
+# Each subcommand: its name, its options, and its operands: HOST and
+# PORT as in the main form, or none.
+while read -r form takes opts; do
 	[ "$form" = main ] && continue
-	cases+=("bastion-stdio $form -" "$(sorted <<<"$opts")"
-	    "bastion-stdio $form " "~ !web1 !jump !22 !$form")
+	cases+=("bastion-stdio ${form:0:2}" "~ $form"
+	    "bastion-stdio $form -" "$(sorted <<<"$opts")")
+	if [ "$takes" = host ]; then
+		cases+=("bastion-stdio $form "
+		    "~ db-1 jump quoted web1 web2 !db-? !*.prod !22 !$form"
+		    "bastion-stdio $form -F none w"	"web1 web2"
+		    "bastion-stdio $form -vF $T/other.conf "
+		    "jump other-1 quoted web1 web2"
+		    "bastion-stdio $form -q web1 "	"22"
+		    "bastion-stdio $form web1 22 "	"~ !22 !web1 !jump")
+	else
+		cases+=("bastion-stdio $form " "~ !web1 !jump !22 !$form")
+	fi
 	case " $opts " in
 	*" -o "*) cases+=("bastion-stdio $form -o Log" "$log_keywords") ;;
 	esac
