@@ -414,7 +414,8 @@ row info machine "$(uname -srm); $(nproc) CPUs: $(sed -n \
     's/^model name[^:]*: //p' /proc/cpuinfo | head -1); $(awk \
     '/MemTotal/ { printf "%.0f GiB RAM", $2 / 1048576 }' /proc/meminfo)"
 row info versions "$("$BIN" -V 2>&1 | head -1); $(ssh -V 2>&1)"
-row info git "$(git -C "$BENCH/.." describe --always --dirty 2>/dev/null)"
+row info git "$(git -C "$BENCH/.." describe --always --dirty 2>/dev/null ||
+    echo "unknown (not a git checkout)")"
 row info load_before "$(cut -d' ' -f1-3 /proc/loadavg)"
 row info bytes "$BYTES"
 row info runs "$RUNS"
