@@ -134,8 +134,9 @@ arm_get_bastion(struct http *h, const struct options *o,
 	struct http_request rq = { .method = "GET" };
 	struct http_response rs;
 	struct buf url;
+	long left = o->connect_timeout;
 	char why[512];
-	int r;
+	int r, attempt = 0;
 
 	buf_init(&url, 256);
 	buf_puts(&url, o->arm_endpoint);
@@ -144,13 +145,16 @@ arm_get_bastion(struct http *h, const struct options *o,
 	rq.url = rq.what = buf_str(&url);
 	headers[0] = xasprintf("Authorization: Bearer %s", t->access_token);
 	rq.headers = headers;
-	r = http_do(h, &rq, &rs);
+	while ((r = http_do(h, &rq, &rs)) == 0 &&
+	    http_retry_later(&rs, attempt++, &left, "ARM"))
+		http_response_free(&rs);
 	explicit_bzero((char *)headers[0], strlen(headers[0]));
 	free((char *)headers[0]);
 	if (r == 0 && rs.status != 200) {
 		arm_describe_error(buf_str(&rs.body), why, sizeof(why));
-		error("cannot read Bastion %s from ARM: %ld %s", o->bastion,
-		    rs.status, why);
+		error("cannot read Bastion %s from ARM: %ld %s%s", o->bastion,
+		    rs.status, why, rs.status == 429 ? " (throttled; try "
+		    "again later)" : "");
 		r = rs.status == 401 ? EXIT_CREDENTIAL : EXIT_REFUSED;
 	} else if (r == 0 && arm_parse_bastion(buf_str(&rs.body), b) == -1) {
 		error("ARM answered for Bastion %s without a valid "

@@ -199,3 +199,27 @@ cred_get_arm_token(struct http *h, const struct options *o, struct token *t)
 	no_credential(o);
 	return EXIT_CREDENTIAL;
 }
+
+/*
+ * A token that the Bastion refused although it looked fresh (revoked, or
+ * a clock skew): drops it from the cache and asks its source again.
+ */
+int
+cred_renew_arm_token(struct http *h, const struct options *o, struct token *t)
+{
+	struct cred_ctx c;
+	char name[64];
+	size_t i;
+
+	cred_ctx_init(&c, h, o);
+	for (i = 0; i < sizeof(sources) / sizeof(sources[0]); i++) {
+		if (t->source == NULL || strcmp(t->source, sources[i]->name))
+			continue;
+		cache_name(&c, sources[i], name, sizeof(name));
+		(void)cache_remove(name);
+		token_free(t);
+		memset(t, 0, sizeof(*t));
+		return get_through_cache(&c, sources[i], t);
+	}
+	return EXIT_CREDENTIAL;
+}

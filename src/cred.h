@@ -41,6 +41,8 @@ void	cred_ctx_init(struct cred_ctx *c, struct http *h,
 	    const struct options *o);
 int	cred_get_arm_token(struct http *h, const struct options *o,
 	    struct token *t);
+int	cred_renew_arm_token(struct http *h, const struct options *o,
+	    struct token *t);
 bool	cred_env_set(const char *name);
 bool	cred_token_usable(const struct token *t, time_t now);
 

@@ -149,8 +149,10 @@ check_data_plane(struct doctor *d)
 		return;
 	}
 	r = session_delete(&d->h, &s);
-	step(d, "session", r, "the Bastion at %s made a session for port %d "
-	    "and deleted it", d->b.dns_name, d->tg.port);
+	step(d, "session", r, r == 0 ? "the Bastion at %s made a session for "
+	    "port %d and deleted it" : "the Bastion at %s made a session for "
+	    "port %d, but did not delete it (see above)", d->b.dns_name,
+	    d->tg.port);
 	session_free(&s);
 }
 
@@ -174,9 +176,11 @@ doctor_command(const struct options *o, const char *host, const char *port)
 		step(&d, "target", 0, "%s port %d%s%s", d.tg.resource_id,
 		    d.tg.port, d.tg.ip ? ", hostname " : "",
 		    d.tg.ip ? d.tg.ip : "");
-	if (http_init(&d.h, o->ca_file, BASTION_STDIO_UA,
-	    o->connect_timeout) != 0)
+	if ((r = http_init(&d.h, o->ca_file, BASTION_STDIO_UA,
+	    o->connect_timeout)) != 0) {
+		step(&d, "http", r, "cannot set up libcurl");
 		goto out;
+	}
 	/* the data plane needs a target; without HOST it is not asked */
 	if (check_credential(&d) == 0 && check_bastion(&d) == 0 &&
 	    host != NULL)

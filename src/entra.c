@@ -122,23 +122,6 @@ entra_token_url(const char *authority, const char *tenant)
 	return xasprintf("%s/%s/oauth2/v2.0/token", authority, tenant);
 }
 
-/* Entra's throttling and server errors are retried, within timeout. */
-static bool
-retry_later(const struct http_response *rs, int attempt, long *left)
-{
-	long wait;
-
-	if (rs->status != 429 && rs->status < 500)
-		return false;
-	wait = rs->retry_after >= 0 ? rs->retry_after : 1L << attempt;
-	if (attempt >= 3 || wait >= *left)
-		return false;
-	debug("Entra ID answered %ld: retrying in %ld s", rs->status, wait);
-	sleep((unsigned)wait);
-	*left -= wait;
-	return true;
-}
-
 /*
  * Posts a grant's form; who names the credential in messages and hint
  * says what to do when Entra refuses.  Returns 0 with the token, or an
@@ -162,7 +145,7 @@ entra_request_token(struct http *h, const char *authority,
 	}
 	rq.url = rq.what = entra_token_url(authority, tenant);
 	while ((r = http_do(h, &rq, &rs)) == 0 &&
-	    retry_later(&rs, attempt++, &left))
+	    http_retry_later(&rs, attempt++, &left, "Entra ID"))
 		http_response_free(&rs);
 	if (r == 0 && rs.status != 200) {
 		entra_describe_error(buf_str(&rs.body), why, sizeof(why));

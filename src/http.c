@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "http.h"
 #include "log.h"
@@ -340,4 +341,30 @@ http_do(struct http *h, const struct http_request *rq,
 	debug("%s %s: %ld (%ld ms)", rq->method, rq->what, rs->status,
 	    elapsed_ms(&t0));
 	return 0;
+}
+
+/*
+ * Whether an answer is worth waiting for and asking again: throttling
+ * (429) and server errors, up to three retries, waiting as Retry-After
+ * says (or 1, 2, 4 s) when that fits in the *left seconds.  Sleeps if so.
+ */
+bool
+http_retry_later(const struct http_response *rs, int attempt, long *left,
+    const char *who)
+{
+	long wait;
+
+	if (rs->status != 429 && rs->status < 500)
+		return false;
+	wait = rs->retry_after >= 0 ? rs->retry_after : 1L << attempt;
+	if (attempt >= 3 || wait >= *left) {
+		if (wait >= *left && rs->retry_after >= 0)
+			debug("%s asks to retry after %ld s: too late", who,
+			    wait);
+		return false;
+	}
+	debug("%s answered %ld: retrying in %ld s", who, rs->status, wait);
+	sleep((unsigned)wait);
+	*left -= wait;
+	return true;
 }

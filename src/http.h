@@ -7,6 +7,7 @@
 #define HTTP_H
 
 #include <signal.h>
+#include <stdbool.h>
 
 #include "buf.h"
 
@@ -45,5 +46,7 @@ void	http_cleanup(struct http *h);
 int	http_do(struct http *h, const struct http_request *rq,
 	    struct http_response *rs);
 void	http_response_free(struct http_response *rs);
+bool	http_retry_later(const struct http_response *rs, int attempt,
+	    long *left, const char *who);
 
 #endif

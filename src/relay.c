@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cred.h"
 #include "log.h"
 #include "misc.h"
 #include "proxy.h"
@@ -56,7 +57,7 @@ tunnel_settings(const struct options *o, const char *endpoint,
  */
 static int
 attempt(struct http *h, struct tunnel **tp, struct tunnel_stats *st,
-    const char *endpoint, const struct target *tg, const struct token *tok,
+    const char *endpoint, const struct target *tg, struct token *tok,
     char *why, size_t size, long *retry_in)
 {
 	volatile sig_atomic_t *saved;
@@ -101,7 +102,7 @@ attempt(struct http *h, struct tunnel **tp, struct tunnel_stats *st,
  */
 int
 relay_run(struct http *h, const struct options *o, const char *endpoint,
-    const struct target *tg, const struct token *tok,
+    const struct target *tg, struct token *tok,
     volatile sig_atomic_t *signalled)
 {
 	struct tunnel_config tc;
@@ -110,6 +111,7 @@ relay_run(struct http *h, const struct options *o, const char *endpoint,
 	struct proxy px;
 	char host[256], why[512];
 	long retry_in;
+	bool renewed = false;
 	int r, n;
 
 	if ((r = tunnel_settings(o, endpoint, &tc, host, sizeof(host),
@@ -124,12 +126,24 @@ relay_run(struct http *h, const struct options *o, const char *endpoint,
 		why[0] = '\0';
 		r = attempt(h, &t, &st, endpoint, tg, tok, why, sizeof(why),
 		    &retry_in);
+		if (r == EXIT_CREDENTIAL && !renewed && n < ATTEMPTS) {
+			/* a cached token the Bastion no longer takes */
+			verbose("%s; getting a new ARM token", why);
+			renewed = true;
+			if (cred_renew_arm_token(h, o, tok) != 0)
+				break;
+			continue;
+		}
+		if (retry_in > o->connect_timeout) {
+			snprintf(why + strlen(why), sizeof(why) - strlen(why),
+			    " (it asks to wait %ld s)", retry_in);
+			break;
+		}
 		if (r == 0 || retry_in < 0 || n == ATTEMPTS || *signalled)
 			break;
 		verbose("attempt %d: %s; trying a new session in %ld s", n, why,
 		    retry_in);
-		sleep((unsigned)(retry_in > o->connect_timeout ?
-		    o->connect_timeout : retry_in));
+		sleep((unsigned)retry_in);
 	}
 	tunnel_close(t, &st);
 	sanitise_stdfd();

@@ -11,6 +11,6 @@
 
 int	relay_run(struct http *h, const struct options *o,
 	    const char *endpoint, const struct target *tg,
-	    const struct token *tok, volatile sig_atomic_t *signalled);
+	    struct token *tok, volatile sig_atomic_t *signalled);
 
 #endif
