@@ -22,6 +22,10 @@ cat "$T"/err.* >"$T/err.all"
 expect_empty "$T/err.all" "stderr of fifty processes"
 expect_eq "$(entra_count)" 1 "Entra requests for fifty processes"
 expect_no_sessions
+# each deleted exactly its own: fifty 204s, no 404 (someone else's)
+expect_eq "$(emu GET /_emu/requests | $PY -c 'import json,sys
+d = [r["status"] for r in json.load(sys.stdin) if r["method"] == "DELETE"]
+print(d.count(204), d.count(404))')" "50 0" "DELETEs of fifty processes"
 
 # Warm: no Entra request at all.
 run_bs vm1 "$TARGET_PORT" </dev/null
