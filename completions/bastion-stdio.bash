@@ -16,7 +16,7 @@ declare -gA _bastion_stdio_command_options=(
 	[logout]=""
 	[doctor]="-F -o -q -v"
 )
-_bastion_stdio_keywords=(ArmEndpoint AuthorityHost Bastion CAFile Cloud
+_bastion_stdio_keywords=(ArmCacheTime ArmEndpoint AuthorityHost Bastion CAFile Cloud
     ConnectTimeout Credential DeviceCode FrameSize LogFile LogLevel
     LoginClientId ManagedIdentityClientId ManagedIdentityObjectId
     ManagedIdentityResourceId PingInterval TargetResourceGroup

@@ -6,7 +6,8 @@
 # its operands completions of their own under "__bastion_stdio_form NAME".
 
 set -g __bastion_stdio_commands login logout doctor
-set -g __bastion_stdio_keywords ArmEndpoint AuthorityHost Bastion CAFile \
+set -g __bastion_stdio_keywords ArmCacheTime ArmEndpoint AuthorityHost \
+    Bastion CAFile \
     Cloud ConnectTimeout Credential DeviceCode FrameSize LogFile LogLevel \
     LoginClientId ManagedIdentityClientId ManagedIdentityObjectId \
     ManagedIdentityResourceId PingInterval TargetResourceGroup \

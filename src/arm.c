@@ -5,14 +5,17 @@
  * Bastion data plane then has the last word.
  */
 #include <cjson/cJSON.h>
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "arm.h"
 #include "log.h"
 #include "misc.h"
+#include "cache.h"
 #include "target.h"
 
 /* The API version the Azure CLI's bastion extension reads hosts with. */
@@ -122,12 +125,9 @@ append_id_path(struct buf *url, const char *id)
 	}
 }
 
-/*
- * Gets the Bastion named by the Bastion keyword.  Returns 0, or an exit
- * status after reporting the error.
- */
-int
-arm_get_bastion(struct http *h, const struct options *o,
+/* Reads the Bastion from ARM; 0, or an exit status after reporting. */
+static int
+fetch_bastion(struct http *h, const struct options *o,
     const struct token *t, struct bastion *b)
 {
 	const char *headers[] = { NULL, "Accept: application/json", NULL };
@@ -203,4 +203,106 @@ arm_check_bastion(const struct bastion *b, const char *name,
 		return EXIT_REFUSED;
 	}
 	return 0;
+}
+
+/* The cache entry of the Bastion named by the Bastion keyword. */
+static void
+entry_name(const struct options *o, char *name, size_t size)
+{
+	char *key = xasprintf("arm-bastion|%s|%s", o->arm_endpoint,
+	    o->bastion);
+	char *p;
+
+	for (p = key; *p != '\0'; p++)	/* ARM ids are case-insensitive */
+		*p = (char)tolower((unsigned char)*p);
+	cache_key_name(key, name, size);
+	free(key);
+}
+
+/* A cached Bastion younger than ArmCacheTime; 0 or -1. */
+static int
+read_entry(const struct options *o, const char *name, struct bastion *b)
+{
+	struct buf text;
+	cJSON *root = NULL;
+	const cJSON *when;
+	int r = -1;
+
+	buf_init(&text, 1024);
+	if (cache_read(name, &text) == 0)
+		root = cJSON_Parse(buf_str(&text));
+	when = cJSON_GetObjectItemCaseSensitive(root, "fetched_on");
+	if (cJSON_IsNumber(when) && time(NULL) - (time_t)when->valuedouble <
+	    o->arm_cache_time && time(NULL) >= (time_t)when->valuedouble)
+		r = arm_parse_bastion(buf_str(&text), b);
+	cJSON_Delete(root);
+	buf_free(&text);
+	return r;
+}
+
+static void
+write_entry(const char *name, const struct bastion *b)
+{
+	cJSON *root = cJSON_CreateObject(), *props, *sku;
+	char *text;
+
+	props = cJSON_AddObjectToObject(root, "properties");
+	cJSON_AddStringToObject(props, "dnsName", b->dns_name);
+	if (b->tunneling != TRI_UNKNOWN)
+		cJSON_AddBoolToObject(props, "enableTunneling", b->tunneling);
+	if (b->ip_connect != TRI_UNKNOWN)
+		cJSON_AddBoolToObject(props, "enableIpConnect", b->ip_connect);
+	if (b->sku != NULL) {
+		sku = cJSON_AddObjectToObject(root, "sku");
+		cJSON_AddStringToObject(sku, "name", b->sku);
+	}
+	cJSON_AddNumberToObject(root, "fetched_on", (double)time(NULL));
+	text = cJSON_PrintUnformatted(root);
+	(void)cache_write(name, text);
+	free(text);
+	cJSON_Delete(root);
+}
+
+/*
+ * Gets the Bastion named by the Bastion keyword, from the cache while it
+ * is younger than ArmCacheTime (*cached says so), else from ARM, under
+ * the entry's lock so that processes started together ask once.
+ * Returns 0, or an exit status after reporting the error.
+ */
+int
+arm_get_bastion(struct http *h, const struct options *o,
+    const struct token *t, struct bastion *b, bool *cached)
+{
+	struct cache_lock lock;
+	char name[64];
+	int r;
+
+	*cached = false;
+	if (o->arm_cache_time == 0)
+		return fetch_bastion(h, o, t, b);
+	entry_name(o, name, sizeof(name));
+	if (read_entry(o, name, b) == 0) {
+		*cached = true;
+		return 0;
+	}
+	(void)cache_lock(name, o->connect_timeout, &lock);
+	if (read_entry(o, name, b) == 0)
+		*cached = true;
+	else if ((r = fetch_bastion(h, o, t, b)) != 0) {
+		cache_unlock(&lock);
+		return r;
+	} else
+		write_entry(name, b);
+	cache_unlock(&lock);
+	return 0;
+}
+
+/* Drops the cached Bastion, which turned out stale. */
+void
+arm_forget_bastion(const struct options *o)
+{
+	char name[64];
+
+	entry_name(o, name, sizeof(name));
+	(void)cache_remove(name);
 }

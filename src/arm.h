@@ -22,7 +22,8 @@ int	arm_parse_bastion(const char *body, struct bastion *b);
 void	arm_bastion_free(struct bastion *b);
 void	arm_describe_error(const char *body, char *out, size_t size);
 int	arm_get_bastion(struct http *h, const struct options *o,
-	    const struct token *t, struct bastion *b);
+	    const struct token *t, struct bastion *b, bool *cached);
+void	arm_forget_bastion(const struct options *o);
 int	arm_check_bastion(const struct bastion *b, const char *name,
 	    bool ip_connect);
 bool	arm_is_dns_name(const char *s);

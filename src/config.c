@@ -33,6 +33,7 @@ struct keyword {
 #define NUM(f, lo, hi)	KW_NUMBER, offsetof(struct options, f), lo, hi
 
 static const struct keyword keywords[] = {
+	{ "ArmCacheTime",		NUM(arm_cache_time, 0, 86400) },
 	{ "ArmEndpoint",		STR(arm_endpoint) },
 	{ "AuthorityHost",		STR(authority_host) },
 	{ "Bastion",			STR(bastion) },
@@ -62,6 +63,7 @@ cfg_init(struct options *o)
 	o->connect_timeout = CFG_UNSET;
 	o->frame_size = CFG_UNSET;
 	o->ping_interval = CFG_UNSET;
+	o->arm_cache_time = CFG_UNSET;
 	o->log_level = CFG_UNSET;
 	o->device_code = CFG_UNSET;
 }
@@ -461,6 +463,8 @@ cfg_finish(struct options *o)
 		o->frame_size = 4096;
 	if (o->ping_interval == CFG_UNSET)
 		o->ping_interval = 30;
+	if (o->arm_cache_time == CFG_UNSET)
+		o->arm_cache_time = 600;
 	if (o->log_level == CFG_UNSET)
 		o->log_level = LOG_INFO;
 	if (o->device_code == CFG_UNSET)

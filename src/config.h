@@ -32,6 +32,7 @@ struct options {
 	long	 connect_timeout;	/* seconds, for each setup step */
 	long	 frame_size;		/* largest payload sent per frame */
 	long	 ping_interval;		/* seconds between pings; 0: none */
+	long	 arm_cache_time;	/* seconds ARM answers are reused */
 	long	 log_level;		/* enum log_level */
 
 	/* Derived by cfg_finish(). */

@@ -114,9 +114,12 @@ check_credential(struct doctor *d)
 static int
 check_bastion(struct doctor *d)
 {
+	bool cached;
 	int r;
 
-	if ((r = arm_get_bastion(&d->h, d->o, &d->tok, &d->b)) != 0) {
+	/* ask ARM itself, and leave the cache fresh */
+	arm_forget_bastion(d->o);
+	if ((r = arm_get_bastion(&d->h, d->o, &d->tok, &d->b, &cached)) != 0) {
 		step(d, "arm", r, "cannot read the Bastion (see above); check "
 		    "its id and the credential's Reader role on it");
 		return -1;

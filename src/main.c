@@ -201,6 +201,31 @@ ms_since(const struct timespec *t0)
 	    (t1.tv_nsec - t0->tv_nsec) / 1000000;
 }
 
+/*
+ * The cached Bastion could not be reached or refused the target: it may
+ * have changed since.  Reads it from ARM again; 0 to try once more.
+ */
+static int
+refresh_bastion(struct http *h, const struct options *o,
+    const struct token *tok, struct bastion *b,
+    const struct resource_id *bastion_id, const struct target *tg)
+{
+	char *before = xstrdup(b->dns_name);
+	bool cached;
+	int r;
+
+	verbose("the cached Bastion may be stale: reading it again");
+	arm_forget_bastion(o);
+	arm_bastion_free(b);
+	if ((r = arm_get_bastion(h, o, tok, b, &cached)) == 0)
+		r = arm_check_bastion(b, bastion_id->name, tg->ip != NULL);
+	if (r == 0 && strcmp(before, b->dns_name) == 0)
+		r = -1;		/* the same Bastion: no point in another try */
+	/* 0 to try again; the first failure stands otherwise */
+	free(before);
+	return r;
+}
+
 /* Every step after the settings. */
 static int
 run(const struct args *a, const struct options *o)
@@ -211,6 +236,7 @@ run(const struct args *a, const struct options *o)
 	struct token tok;
 	struct http h;
 	struct timespec t0;
+	bool cached, opened;
 	int r;
 
 	memset(&b, 0, sizeof(b));
@@ -238,12 +264,16 @@ run(const struct args *a, const struct options *o)
 	if ((r = cred_get_arm_token(&h, o, &tok)) != 0)
 		goto out_http;
 	verbose("ARM token (%ld ms)", ms_since(&t0));
-	if ((r = arm_get_bastion(&h, o, &tok, &b)) != 0 ||
+	if ((r = arm_get_bastion(&h, o, &tok, &b, &cached)) != 0 ||
 	    (r = arm_check_bastion(&b, bastion_id.name, tg.ip != NULL)) != 0)
 		goto out_http;
-	verbose("Bastion %s at %s (%ld ms)", bastion_id.name, b.dns_name,
-	    ms_since(&t0));
-	r = relay_run(&h, o, b.dns_name, &tg, &tok, &signalled);
+	verbose("Bastion %s at %s%s (%ld ms)", bastion_id.name, b.dns_name,
+	    cached ? ", cached" : "", ms_since(&t0));
+	r = relay_run(&h, o, b.dns_name, &tg, &tok, &signalled, &opened);
+	if (r != 0 && cached && !opened && !signalled &&
+	    refresh_bastion(&h, o, &tok, &b, &bastion_id, &tg) == 0)
+		r = relay_run(&h, o, b.dns_name, &tg, &tok, &signalled,
+		    &opened);
 	verbose("done (%ld ms)", ms_since(&t0));
 out_http:
 	http_cleanup(&h);

@@ -103,10 +103,10 @@ attempt(struct http *h, struct tunnel **tp, struct tunnel_stats *st,
 int
 relay_run(struct http *h, const struct options *o, const char *endpoint,
     const struct target *tg, struct token *tok,
-    volatile sig_atomic_t *signalled)
+    volatile sig_atomic_t *signalled, bool *opened)
 {
 	struct tunnel_config tc;
-	struct tunnel_stats st = { 0, 0 };
+	struct tunnel_stats st = { false, 0, 0 };
 	struct tunnel *t;
 	struct proxy px;
 	char host[256], why[512];
@@ -157,5 +157,6 @@ relay_run(struct http *h, const struct options *o, const char *endpoint,
 	    (unsigned long long)st.bytes_up,
 	    (unsigned long long)st.bytes_down);
 	proxy_free(&px);
+	*opened = st.opened;
 	return r;
 }

@@ -3,6 +3,7 @@
 #define RELAY_H
 
 #include <signal.h>
+#include <stdbool.h>
 
 #include "config.h"
 #include "entra.h"
@@ -11,6 +12,7 @@
 
 int	relay_run(struct http *h, const struct options *o,
 	    const char *endpoint, const struct target *tg,
-	    struct token *tok, volatile sig_atomic_t *signalled);
+	    struct token *tok, volatile sig_atomic_t *signalled,
+	    bool *opened);
 
 #endif

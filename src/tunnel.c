@@ -212,6 +212,7 @@ on_established(struct tunnel *t, struct lws *ws)
 	int one = 1;
 
 	t->established = true;
+	t->stats.opened = true;
 	t->last_pong = time(NULL);
 	verbose("tunnel open to %s port %d", t->cfg->host, t->cfg->port);
 	(void)setsockopt(lws_get_socket_fd(ws), IPPROTO_TCP, TCP_NODELAY,

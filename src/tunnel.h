@@ -25,6 +25,7 @@ struct tunnel_config {
 };
 
 struct tunnel_stats {
+	bool		 opened;	/* a WebSocket was established */
 	uint64_t	 bytes_up;	/* stdin to the Bastion */
 	uint64_t	 bytes_down;	/* the Bastion to stdout */
 };

@@ -114,8 +114,10 @@ emu_reset() {
 	    -d @"$W/emu.json" >/dev/null
 }
 
-# Replaces the test Bastion's ARM settings, e.g. '{"sku": "Basic"}'.
+# Replaces the test Bastion's ARM settings, e.g. '{"sku": "Basic"}', and
+# forgets what bastion-stdio had cached of the old ones.
 emu_bastion() {
+	[ -n "${T:-}" ] && rm -rf "$T/cache"
 	emu POST /_emu/config -H 'Content-Type: application/json' \
 	    -d "{\"bastions\": {\"$BASTION_ID\": $1}}" >/dev/null
 }
