@@ -2,12 +2,23 @@
 """Local emulator of Entra ID, ARM and the Azure Bastion data plane.
 
 Every bastion-stdio test talks to this one process instead of Azure. It serves
-HTTPS and WSS (HTTP/1.1 only) on one loopback port and routes by path:
+HTTPS and WSS (HTTP/1.1 only) on one loopback port (and on one more for
+each bastion with "own_port") and routes by path:
 
   POST   /{tenant}/oauth2/v2.0/token                  Entra, every grant below
   POST   /{tenant}/oauth2/v2.0/devicecode             Entra, device code start
+  POST   /providers/Microsoft.ResourceGraph/resources Azure Resource Graph
   GET    /subscriptions/.../bastionHosts/{name}       ARM bastion host
-  GET    /subscriptions/.../virtualMachines/{vm}      ARM VM (also VMSS VMs)
+  GET    /subscriptions/{s}[/resourceGroups/{rg}]/providers/
+             Microsoft.Network/bastionHosts           ARM bastion list
+  GET    /subscriptions/.../virtualMachines/{vm}      ARM VM (also VMSS VMs,
+             [?$expand=instanceView]                    .../virtualMachine-
+  GET    .../virtualMachines/{vm}/instanceView          ScaleSets/{ss}/
+  POST   .../virtualMachines/{vm}/start                 virtualMachines/{n})
+  GET    /subscriptions/{s}/providers/Microsoft.Compute/locations/{loc}/
+             operations/{id}[?monitor=true]           a start's progress
+  GET    /subscriptions/.../networkInterfaces/{nic}   ARM NIC
+  GET    /subscriptions/.../virtualNetworks/{vnet}    ARM vnet and peerings
   POST   /api/connection                              Developer SKU: data pod
   POST   /api/tokens                                  Bastion session token
   DELETE /api/tokens/{authToken}                      end a Bastion session
@@ -26,10 +37,11 @@ AZURE_POD_IDENTITY_AUTHORITY_HOST and the like):
   POST   /cloudshell/oauth2/token             Cloud Shell
   *      /_emu/...                            the same test control
 
-Wire behaviour follows shared/docs/PROTOCOL.md (sections 4-9, 13, 14) and
-AUTH.md (2, 3, 5, 7.1, 7.2). ARM bodies are the azure-rest-api-specs
-example payloads, loaded at run time, with only the fields a test needs
-overridden.
+Wire behaviour follows shared/docs/PROTOCOL.md (sections 3-9, 13, 14) and
+AUTH.md (2, 3, 5, 7). ARM bodies are the azure-rest-api-specs example
+payloads, loaded at run time, with only the fields a test needs
+overridden; a virtual network and a scale set have no example there, so
+their bodies are ours (the 2024-07-01 schema's fields discovery needs).
 
 Start (/usr/bin/python3 and its stdlib; a client "certificate" in the
 config also needs Debian's python3-cryptography, loaded only then):
@@ -84,6 +96,22 @@ case-insensitively, as ARM does):
    "arc_token_dir": "/path/dir",   # where Arc secret files go (never a
                                    #   default: nothing is written unset)
    "cloudshell_user": "<upn>",     # whose token Cloud Shell hands out
+   "subscriptions": {              # who sees what (see "Scope" below)
+     "<subscription id>": {
+       "tenant": "<tenant>",       # tokens of another tid -> 401
+       "principals": ["*"]}},      # appid, oid, upn or xms_mirid of the
+                                   #   tokens that may see it; default *
+   "vnets": {
+     "<vnet id: /subscriptions/<s>/resourceGroups/<rg>/providers/
+       Microsoft.Network/virtualNetworks/<name>>": {
+       "address_prefixes": ["10.1.0.0/16"],
+       "subnets": {"default": "10.1.0.0/24"},  # name -> prefix or null;
+                                   #   subnets that NICs or bastions name
+                                   #   are added (prefix unknown)
+       "location": "westus",       # default westus
+       "peerings": ["<vnet id>",   # or {"remote": id, "name": "..",
+                    ...]}},        #   "state": "Connected"|"Initiated"|
+                                   #   "Disconnected"}; see "Peerings"
    "bastions": {
      "<bastion id: /subscriptions/<s>/resourceGroups/<rg>/providers/
        Microsoft.Network/bastionHosts/<name>>": {
@@ -94,6 +122,16 @@ case-insensitively, as ARM does):
        "dnsName": null,            # null = "localhost:<port>"
        "dataPod": null,            # Developer: /api/connection's answer;
                                    #   null = "<listen address>:<port>"
+       "own_port": false,          # true (any free port) or a port: this
+                                   #   bastion gets a listener of its own,
+                                   #   and <port> above is that one
+       "vnet": null,               # its virtual network: the subnet
+                                   #   AzureBastionSubnet of it (Developer:
+                                   #   properties.virtualNetwork)
+       "subnet": null,             # or the subnet id itself
+       "location": null,           # default: the fixture's
+       "node_id": true,            # Developer only, false: the data pod's
+                                   #   /api/tokens has no nodeId (Q11)
        "absent": ["enableTunneling"],  # keys removed from the ARM body
                                        #   ("sku" or properties.* names)
        "extra_properties": {}      # merged into ARM "properties" as is
@@ -104,16 +142,246 @@ case-insensitively, as ARM does):
        .../virtualMachineScaleSets/<ss>/virtualMachines/<n>>": {
        "ip": "127.0.0.1",          # must be loopback: the relay target
        "ports": [22, 2222],        # optional allow-list of workloadHostPort
-       "port_map": {"22": 2222}}}, # optional workloadHostPort -> local port
+       "port_map": {"22": 2222},   # optional workloadHostPort -> local port
+       "computer_name": "web01",   # default: the VM name (a VMSS instance:
+                                   #   <ss> and the id in 6 base-36 digits)
+       "private_ip": "10.1.0.4",   # with "vnet" or "subnet": the VM's NIC
+       "vnet": "<vnet id>",        #   (subnet "default" of the vnet)
+       "subnet": "<vnet id>/subnets/<name>",
+       "secondary_ips": [],        # more ipConfigurations on that NIC
+       "nics": [{"private_ip": .., "vnet"|"subnet": .., "id": ..}],
+                                   # further NICs (id optional)
+       "power": "running",         # running|stopped|deallocated|starting|
+                                   #   stopping|deallocating
+       "location": null,           # default: the fixture's ("West US")
+       "managed_by": null,         # managedBy (a flexible scale set id)
+       "start_delay_s": 1.0,       # start: seconds until it runs
+       "start_status": 202,        # 200: start answers 200 and runs at once
+       "start_error": null}},      # {"code", "message", "status"}: the
+                                   #   start fails after start_delay_s
+   "nics": {                       # NICs not described by a VM, e.g. a
+     "<NIC id>": {                 #   private endpoint's
+       "private_ip": "10.1.0.200", "vnet"|"subnet": "..",
+       "vm": null}},               # or a VM id of "vms": attached to it
    "ip_map": {"10.0.0.4": "127.0.0.1"},  # IP connect: target IP -> loopback
+                                         #   (VMs' private IPs are added)
    "port_map": {"22": 2222},             # fallback for every target
    "token_lifetime_s": 3599,             # every access token's lifetime
+   "start_delay_s": 1.0,                 # default of the VMs' key
+   "asyncop_retry_after_s": null,        # an int: Retry-After on 202s
+   "resourcegraph_page_size": 1000,      # rows per page without $top
+   "arm_list_page_size": null,           # bastion lists: nextLink pages
    "faults": {...}                       # initial faults, see below
   }
 
-Which bastion a data-plane request belongs to: the one whose dnsName equals
-the Host header, else a Developer bastion whose dataPod equals it, else the
-first bastion in the config (all bastions may share "localhost:<port>").
+Example of a world: a hub network with a Standard bastion, peered with an
+application network holding a VM; a Developer bastion in a network of its
+own (Developer reaches only its own network); a second subscription that
+only one service principal may see.
+
+  {"subscriptions": {"S2": {"principals": ["<client id>"]}},
+   "vnets": {
+     "/subscriptions/S1/resourceGroups/hub/providers/Microsoft.Network/
+       virtualNetworks/vnet-hub": {"address_prefixes": ["10.0.0.0/16"],
+       "peerings": ["/subscriptions/S1/.../virtualNetworks/vnet-app"]},
+     "/subscriptions/S1/resourceGroups/app/providers/Microsoft.Network/
+       virtualNetworks/vnet-app": {"address_prefixes": ["10.1.0.0/16"],
+       "peerings": ["/subscriptions/S1/.../virtualNetworks/vnet-hub"]}},
+   "bastions": {
+     "/subscriptions/S1/resourceGroups/hub/providers/Microsoft.Network/
+       bastionHosts/bh-hub": {"sku": "Standard", "vnet": "<vnet-hub id>"},
+     "/subscriptions/S1/resourceGroups/dev/providers/Microsoft.Network/
+       bastionHosts/bh-dev": {"sku": "Developer", "own_port": true,
+       "vnet": "/subscriptions/S1/.../virtualNetworks/vnet-dev"}},
+   "vms": {
+     "/subscriptions/S1/resourceGroups/app/providers/Microsoft.Compute/
+       virtualMachines/web": {"ip": "127.0.0.1", "port_map": {"22": 2222},
+       "computer_name": "web01", "private_ip": "10.1.0.4",
+       "vnet": "<vnet-app id>", "power": "deallocated"},
+     "/subscriptions/S2/resourceGroups/db/providers/Microsoft.Compute/
+       virtualMachines/db": {"ip": "127.0.0.1"}}}
+
+Which bastion a data-plane request belongs to: the one whose own_port it
+came to; else the one whose dnsName equals the Host header, else a
+Developer bastion whose dataPod equals it, else the first bastion in the
+config (all bastions without own_port share "localhost:<port>").
+
+The world (our model, rebuilt on every config change):
+  NICs: a VM with private_ip, vnet or subnet has a NIC
+    .../networkInterfaces/<vm>VMNic in its resource group (as az vm create
+    names it), one with "nics" more (<vm>VMNic1, ...); a scale-set
+    instance's NICs are <instance id>/networkInterfaces/<ss>-nic (not in
+    Resource Graph, no GET). A NIC has one ipConfiguration per address
+    (private_ip, then secondary_ips), the first one primary.
+  Virtual networks: the configured ones, and any a subnet reference
+    names. Subnets: the configured ones, then those NICs and bastions
+    reference (Standard/Premium bastions: AzureBastionSubnet).
+  Peerings: one entry per configured remote. Its peeringState, unless
+    configured: Connected if the remote vnet peers back (or is not in
+    the config), else Initiated, as Azure shows a one-sided peering.
+  Reachability (the relay checks it after the upgrade; a target it
+    cannot reach gets 101, then close 1011 "target unreachable", and the
+    session's "unreachable" says why): a VM must be running; a bastion
+    reaches a VM if it shares one of the VM's vnets, or (not Developer:
+    peering is not supported there) one of them is peered with the
+    bastion's vnet, Connected on both sides that are in the config;
+    peering is not transitive. IP connect: the vnets of the NIC holding
+    that IP, else those whose address space holds it. Where the bastion
+    or the target has no known network, everything is reachable (configs
+    without networks keep working).
+  Private IPs of VMs' NICs map to the VM's "ip" for IP connect, unless
+    ip_map says otherwise.
+
+ARM. Every request, in this order: counted (role "arm" and its kind,
+below); <kind>_delay_ms and arm_delay_ms; the <kind>_status fault, else
+the arm_status fault; a method other than the one served -> 405
+MethodNotAllowed; Bearer token (401 InvalidAuthenticationToken as
+before); no api-version -> 400 MissingApiVersionParameter; the
+subscription in the path (Scope) -> 404 SubscriptionNotFound, 401
+InvalidAuthenticationTokenTenant (WWW-Authenticate: Bearer
+authorization_uri="https://login.windows.net/<tenant>", ...) or 403
+AuthorizationFailed ("The client '<upn or appid>' with object id '<oid>'
+does not have authorization to perform action '<action>' over scope
+'<path>' ..."); then the kind. Unknown resources -> 404 ResourceNotFound.
+Kinds (counter names and fault roles):
+  arm_bastion_get    GET a bastion: the Standard (or Developer) fixture;
+                     vnet -> ipConfigurations[].properties.subnet (or
+                     properties.virtualNetwork)
+  arm_bastion_list   GET the bastions of a subscription or resource group:
+                     {"value": [...]}, with a nextLink (our $skiptoken)
+                     when arm_list_page_size is set
+  arm_vm_get         GET a VM or VMSS instance: its fixture with id, name,
+                     vmId (stable, from the id), osProfile.computerName,
+                     location, networkProfile (our NICs) overridden;
+                     managedBy only if configured; ?$expand=instanceView
+                     adds properties.instanceView
+  arm_instance_view  GET .../instanceView: the fixture with statuses
+                     [ProvisioningState/succeeded (updating while
+                     starting, stopping, deallocating), PowerState/<state>
+                     ("VM <state>")]; a deallocated VM has no
+                     computerName, osName, osVersion, vmAgent
+  vm_start           POST .../start (VMs and VMSS instances): stopping or
+                     deallocating -> 409 OperationNotAllowed; start_status
+                     200 -> 200, empty, running now; else 202, empty body,
+                     Location (...?monitor=true) and Azure-AsyncOperation
+                     (the same URL without monitor) on the Host the client
+                     used (if loopback; else localhost:<port>), and
+                     Retry-After if asyncop_retry_after_s is set. The VM
+                     is "starting" until start_delay_s has passed, then
+                     running (or back as it was, with start_error). A
+                     start of a running VM succeeds at once; one of a
+                     starting VM ends with the first start.
+  asyncop            GET an operation: Azure-AsyncOperation -> 200
+                     {"startTime", "status": InProgress|Succeeded|Failed,
+                     "name", "endTime" (once done), "error" (Failed)};
+                     Location -> 202 (Location, Retry-After as above)
+                     while in progress, 200 with no body on success, the
+                     start_error's status (default 409) and ARM error on
+                     failure; unknown -> 404 NotFound
+  arm_nic_get        GET a NIC: the fixture, ipConfigurations rebuilt from
+                     its first (no publicIPAddress), virtualMachine back-
+                     reference, primary
+  arm_vnet_get       GET a vnet: ours: addressSpace, subnets,
+                     virtualNetworkPeerings[].properties.{peeringState,
+                     peeringSyncLevel, remoteVirtualNetwork.id,
+                     remoteAddressSpace, allow*}
+  resourcegraph      POST /providers/Microsoft.ResourceGraph/resources
+  arm_other          anything else below /subscriptions -> 404
+The power state lives in the emulator: start changes it, POST /_emu/power
+sets it, POST /_emu/reset and a POST /_emu/config with "vms" forget it.
+
+Scope. The subscriptions the config names (in "subscriptions" or in any
+resource id). A token sees one unless it is listed with a "tenant" other
+than the token's tid, or with "principals" none of which is the token's
+appid, oid, upn or xms_mirid ("*" is everyone). A subscription named
+nowhere is unknown (404) only once "subscriptions" is configured.
+
+Resource Graph (api-version 2021-03-01 or 2024-04-01, else 400
+InvalidApiVersionParameter). The body: {"query": "...", "subscriptions":
+[...] (optional: without it, every subscription the token sees),
+"options": {"$top": 1..1000, "$skip": >= 0, "$skipToken": "..",
+"resultFormat": "objectArray"}}; other option keys (allowPartialScopes,
+authorizationScopeFilter) are ignored; managementGroups, facets, another
+resultFormat or a body that is not such an object -> 400
+InvalidRequestContent. Listed subscriptions the token cannot see are
+left out; if none is left -> 403 AccessDenied.
+  The Resources table holds, sorted by id: VMs (not scale-set instances),
+  uniform scale sets (one per scale set of the configured instances; sku
+  capacity = their count, orchestrationMode Uniform), bastions, NICs (not
+  scale-set ones) and virtual networks, with the bodies ARM serves.
+  Columns: id, name, type (lower case), tenantId (the subscription's
+  tenant or null), kind (""), location (lower case, no spaces),
+  resourceGroup (lower case), subscriptionId, managedBy ("" if none),
+  sku, plan (null), properties, tags, identity (null), zones,
+  extendedLocation (null). A VM's properties also have
+  extended.instanceView.powerState {code: PowerState/<state>, level,
+  displayStatus}, as the live service has them.
+  The query subset (KQL keywords and function names are case-sensitive,
+  the table name is not):
+    query     := [Resources | resources] op ("|" op)*
+                 (a query that starts with an op reads Resources)
+    op        := "where" expr
+               | "project" item ("," item)*      (only these columns)
+               | "extend" item ("," item)*       (adds columns)
+               | "mv-expand" [name "="] path     (one row per element of
+                 an array, per key of a bag ({key: value}); none for an
+                 empty array)
+               | ("order" | "sort") "by" expr ["asc" | "desc"]
+                 ("," ...)*                      (default desc, as KQL)
+               | ("limit" | "take") integer
+    item      := [name "="] expr   (without a name: a path, or
+                 tostring(path), is named after the path with "_" for
+                 ".", e.g. properties_osProfile_computerName)
+    expr      := conj ("or" conj)* ;  conj := cmp ("and" cmp)*
+    cmp       := value [op2 value | inop "(" literal ("," literal)* ")"]
+    op2       := == != (case-sensitive) | =~ !~ (case-insensitive) |
+                 contains startswith endswith and !contains !startswith
+                 !endswith (case-insensitive substrings)
+    inop      := in !in (case-sensitive) | in~ !in~
+    value     := literal | path | function "(" expr ")" | "(" expr ")"
+    function  := tostring tolower toupper isempty isnotempty isnull
+                 isnotnull not array_length
+    path      := column ("." name | "[" integer "]" | "[" string "]")*
+    literal   := 'string' | "string" (backslash escapes) | integer |
+                 true | false
+  A missing path is null; comparisons use tostring() of both sides
+  (null is "", dynamic values JSON) unless both are numbers. Rows are
+  sorted by id before the query runs. The shapes a client needs, e.g.:
+    Resources | where type =~ 'microsoft.compute/virtualmachines'
+      | where name =~ 'web01' or properties.osProfile.computerName =~
+      'web01' | project id, name, resourceGroup, subscriptionId,
+      location, properties
+    Resources | where type =~ 'microsoft.network/networkinterfaces'
+      | mv-expand ipc = properties.ipConfigurations
+      | where ipc.properties.privateIPAddress == '10.1.0.4'
+      | project id, vmId = tostring(properties.virtualMachine.id),
+        subnetId = tostring(ipc.properties.subnet.id)
+    Resources | where type =~ 'microsoft.network/bastionhosts'
+      | project id, name, sku, properties     (dnsName, flags, subnet or
+                                               virtualNetwork)
+    Resources | where type =~ 'microsoft.network/virtualnetworks'
+      | project id, peerings = properties.virtualNetworkPeerings
+    Resources | where type in~ ('microsoft.network/bastionhosts',
+      'microsoft.network/virtualnetworks') | project id, type, properties
+  Anything else -> 400 {"error": {"code": "BadRequest", "message":
+  "Please provide below info when asking for support: timestamp = ..,
+  correlationId = ..", "details": [{"code": "InvalidQuery", "message":
+  "Query is invalid. ..."}, {"code": C, "message": M, "line": 1,
+  "characterPositionInLine": P, "token": T}]}} where C is ParserFailure
+  (not KQL as read here: syntax, comments, semicolons, let),
+  NotEmulated (KQL outside the subset: summarize, join, count, distinct,
+  top, union, parse, project-away, has, <, arithmetic, other functions
+  or tables; the message names it) or FailedToResolveScalarExpression
+  (no such column).
+  The answer, in the fixtures' shape: {"totalRecords": rows of the whole
+  result, "count": rows here, "resultTruncated": "true"|"false" (a
+  string), "facets": [], "$skipToken" (only when more rows follow),
+  "data": [rows as objects]}. Page size: $top, else
+  resourcegraph_page_size. Paging needs the id column: if it was
+  projected away and more rows remain, resultTruncated is "true" and
+  there is no $skipToken. $skip starts later ($skip is ignored when the
+  query has limit or take, as documented). A $skipToken works for the
+  same query and subscriptions only; else 400 InvalidSkipToken.
 
 Answers the public sources leave open (PROTOCOL.md section 15) are our
 choice; the wording of these messages is ours too:
@@ -122,7 +390,9 @@ choice; the wording of these messages is ours too:
     {"message": "Unexpected internal error"}; a missing resourceId,
     protocol, workloadHostPort or aztoken -> the same 500; aztoken not
     issued here or expired -> 401 "Access denied"; protocol other than
-    tcptunnel -> 400; bad port -> 400; SKU Basic, or tunneling not true
+    tcptunnel -> 400; bad port -> 400; a Developer bastion's dnsName
+    (omnibrain) as Host where that is not its dataPod -> 404 "Not found";
+    SKU Basic, or tunneling not true
     on a non-Developer bastion -> 400 "Tunneling is disabled";
     bh-hostConnect without a hostname equal to its IP -> 404 "Invalid IP
     address for connection."; IP connect off (or Developer SKU) -> 403 "IP
@@ -130,14 +400,37 @@ choice; the wording of these messages is ours too:
     bh-hostConnect id -> 500; unknown VM -> 404; port not in "ports" -> 403.
     "token" and X-Node-Id on the POST are accepted and ignored.
   DELETE /api/tokens: unknown -> 404 "Session already deleted"; wrong
-    X-Node-Id -> 400; an open WebSocket of that session keeps running.
+    X-Node-Id -> 400 (a Developer session may also come without one);
+    an open WebSocket of that session keeps running.
+  POST /api/connection (Developer), in order: status/delay faults; not
+    a JSON object with Content-Type application/json -> 400 "Bad
+    Request"; azToken not issued here or expired -> 401 "Unauthorized";
+    bastionResourceId no Developer bastion -> 404 "Bastion not found";
+    connectionType not "nativeclient" -> 400; resourceId no VM or VMSS
+    VM id -> 400; vmPort not a port (a JSON number or a string of
+    digits: the CLI sends either) -> 400; else 200, text/plain, the
+    bastion's dataPod (default: the listen address and its port, which
+    is not its dnsName "localhost:<port>"). It does not check that the
+    VM exists, or that it was asked before the token POST on the pod.
+  Developer, uncertain (PROTOCOL.md 15 q11: does the data pod return a
+    nodeId, does DELETE need X-Node-Id?): by default the pod's
+    /api/tokens answers a nodeId like any bastion; /omni/webtunnel/ and
+    DELETE take the session without X-Node-Id or with the right one, a
+    wrong one is refused. "node_id": false on the bastion: no nodeId in
+    the answer, and X-Node-Id is ignored everywhere. Sessions, the
+    session table and DELETE work the same on the pod as elsewhere.
   WebSocket: unknown or used token, wrong X-Node-Id, the path of the other
     SKU or the old /webtunnel/ path -> 404 before the upgrade; target
-    unreachable -> 101 then close 1011; target EOF -> remaining data, then
+    unreachable (no TCP connect, a VM not running, or networks that do
+    not reach: see "The world") -> 101 then close 1011; target EOF ->
+    remaining data, then
     close 1000; client frame with RSV bits, unmasked, FIN=0, continuation
     or unknown opcode -> close 1002; payload > max_client_frame -> 1009.
   ARM: no, unknown or expired Bearer token -> 401 InvalidAuthenticationToken
-    (the message says which).
+    (the message says which). The wording of SubscriptionNotFound,
+    InvalidAuthenticationTokenTenant, AuthorizationFailed and of the
+    Resource Graph errors follows public reports of the live service;
+    InvalidSkipToken, NotEmulated and InvalidRequestContent are ours.
 
 Entra token endpoint. Every error has Entra's body: error,
 error_description ("AADSTSnnnn: text Trace ID: .. Correlation ID: ..
@@ -231,10 +524,24 @@ current set, a null value removes a key, unknown keys are refused with 400):
                     this way; or a list of those, answered one per request
                     in order, then gone (e.g. "imds_status": [404, 410,
                     429, 500]). Roles: entra (token endpoint, every grant),
-                    devicecode, arm, token (POST /api/tokens), delete,
-                    connection, ws (the upgrade request), imds,
-                    appservice, arc, cloudshell. Default bodies follow
-                    each role's error shape.
+                    devicecode, arm (every ARM request, Resource Graph
+                    included), the ARM kinds (arm_bastion_get,
+                    arm_bastion_list, arm_vm_get, arm_instance_view,
+                    arm_nic_get, arm_vnet_get, resourcegraph, vm_start,
+                    asyncop, arm_other: that kind only, taken before
+                    arm_status, which it then leaves alone), token (POST
+                    /api/tokens), delete, connection, ws (the upgrade
+                    request), imds, appservice, arc, cloudshell. Default
+                    bodies follow each role's error shape; ARM codes by
+                    status: 400 BadRequest, 404 NotFound, 409 Conflict,
+                    429 TooManyRequests (resourcegraph: RateLimiting),
+                    500 InternalServerError, 502 BadGateway, 503
+                    ServiceUnavailable, 504 GatewayTimeout. An ARM 429
+                    has Retry-After: 1 and x-ms-ratelimit-remaining-
+                    subscription-reads: 0 (resourcegraph: x-ms-user-
+                    quota-remaining: 0, x-ms-user-quota-resets-after:
+                    00:00:01) unless "headers" names them; a null header
+                    value leaves one out.
   <role>_delay_ms   delay before answering requests of that role.
   ws_after_101      "http400": 101, then a raw Tomcat-style HTTP 400 page,
                     then TCP close; "silence": 101, then nothing (input is
@@ -280,7 +587,9 @@ Test endpoints (plain JSON, no auth, never logged in /_emu/requests):
 
   GET  /_emu/sessions   {"active": [{"authToken_sha", "resourceId", "state":
                         issued|open|closed, "ws_close_code", "ws_close_by",
-                        ...}], "created": N, "deleted": N}. A session stays
+                        "bastion", "developer", "unreachable" (why the
+                        relay had no target, or null), ...}], "created":
+                        N, "deleted": N}. A session stays
                         active until DELETEd, even after its WS closed.
   GET  /_emu/requests[?since=SEQ]  request log: seq, time, conn, method,
                         path (tokens as "<token>"), headers
@@ -289,10 +598,16 @@ Test endpoints (plain JSON, no auth, never logged in /_emu/requests):
                         (client_secret, client_assertion, refresh_token,
                         device_code, code, password, aztoken, token
                         "<redacted>"),
-                        json_keys, role, status.
+                        json_keys, role, status; ARM requests also
+                        "kind" (below), Resource Graph ones "query".
   GET  /_emu/counters   requests per role (entra, devicecode, arm,
                         tokens_post, tokens_delete, connection, ws, imds,
-                        appservice, arc, cloudshell, emu, other); token
+                        appservice, arc, cloudshell, emu, other); ARM
+                        requests per kind (arm_bastion_get,
+                        arm_bastion_list, arm_vm_get, arm_instance_view,
+                        arm_nic_get, arm_vnet_get, resourcegraph,
+                        vm_start, asyncop, arm_other; faulted and refused
+                        ones included); token
                         endpoint requests per grant, faulted or refused
                         ones included (entra_client_secret,
                         entra_client_assertion, entra_federated,
@@ -304,7 +619,14 @@ Test endpoints (plain JSON, no auth, never logged in /_emu/requests):
                         expect 0).
   GET  /_emu/faults     current faults;  POST /_emu/faults  merge.
   GET  /_emu/config     current config;  POST /_emu/config  replace the
-                        given top-level keys (not "faults").
+                        given top-level keys (not "faults"); new own_port
+                        bastions get their listener before the answer.
+  GET  /_emu/world      {"bastions": {id: {"dnsName", "dataPod", "port",
+                        "vnet"}}, "vms": {id: {"power", "computerName",
+                        "nics", "vnets"}}, "operations": [{start
+                        operation as served, "vm"}]}
+  POST /_emu/power      {"vm": id, "power": state}: set a VM's power state
+                        now (a start in progress then never ends).
   GET  /_emu/devicecode  {"flows": [{"user_code", "client_id", "tenant",
                         "scope", "state": pending|approved|denied|redeemed,
                         "user", "polls", "slow_downs", "interval",
@@ -316,9 +638,10 @@ Test endpoints (plain JSON, no auth, never logged in /_emu/requests):
   POST /_emu/revoke     {"refresh_token": RT} or {"user": "<upn>"} (every
                         RT of that user, configured and issued).
   POST /_emu/reset      clear faults, request log, counters, sessions,
-                        device code flows and Arc secrets (their files
-                        too); open relays are aborted. Issued access and
-                        refresh tokens (and revocations) stay.
+                        device code flows, Arc secrets (their files too),
+                        VM power states and start operations; open relays
+                        are aborted. Issued access and refresh tokens (and
+                        revocations) stay, and so do own_port listeners.
 """
 
 import argparse
@@ -376,14 +699,24 @@ ENTRA_SOURCES = ("client_secret", "client_assertion", "federated",
                  "refresh_token", "device_code")
 MI_SOURCES = ("imds", "appservice", "arc", "cloudshell")
 SOURCES = ENTRA_SOURCES + MI_SOURCES
+# What an ARM request asks for: its counter, and its own faults.
+ARM_KINDS = ("arm_bastion_get", "arm_bastion_list", "arm_vm_get",
+             "arm_instance_view", "arm_nic_get", "arm_vnet_get",
+             "resourcegraph", "vm_start", "asyncop", "arm_other")
 ROLES = ("entra", "arm", "token", "delete", "connection", "ws",
-         "devicecode") + MI_SOURCES
+         "devicecode") + MI_SOURCES + ARM_KINDS
 COUNTER_NAMES = (("entra", "arm", "tokens_post", "tokens_delete",
                   "connection", "ws", "emu", "other", "connections",
                   "tls_failures", "internal_errors", "devicecode",
                   "plain_connections")
                  + tuple(f"entra_{s}" for s in ENTRA_SOURCES) + MI_SOURCES
-                 + tuple(f"issued_{s}" for s in SOURCES))
+                 + tuple(f"issued_{s}" for s in SOURCES) + ARM_KINDS)
+POWER_STATES = ("running", "stopped", "deallocated", "starting",
+                "stopping", "deallocating")
+ARG_API_VERSIONS = ("2021-03-01", "2024-04-01")
+ARG_MAX_TOP = 1000          # largest $top (and the default page size)
+ARG_OPTIONS = ("$top", "$skip", "$skipToken", "resultFormat",
+               "allowPartialScopes", "authorizationScopeFilter")
 ASSERTION_SKEW_S = 60       # nbf/iat may be this far in the future
 ASSERTION_MAX_S = 3600      # exp at most this far ahead
 POLL_TOLERANCE_S = 0.2      # device code polls this much early are fine
@@ -406,6 +739,14 @@ HOSTCONNECT_RE = re.compile(r"^/subscriptions/[^/]+/resourceGroups/[^/]+/"
 BASTION_RE = re.compile(r"^/subscriptions/[^/]+/resourceGroups/[^/]+/"
                         r"providers/Microsoft\.Network/bastionHosts/[^/]+$",
                         re.I)
+VNET_RE = re.compile(r"^/subscriptions/[^/]+/resourceGroups/[^/]+/"
+                     r"providers/Microsoft\.Network/virtualNetworks/[^/]+$",
+                     re.I)
+SUBNET_RE = re.compile(r"^(/subscriptions/[^/]+/resourceGroups/[^/]+/"
+                       r"providers/Microsoft\.Network/virtualNetworks/"
+                       r"[^/]+)/subnets/[^/]+$", re.I)
+NIC_RE = re.compile(r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/"
+                    r"Microsoft\.Network/networkInterfaces/[^/]+$", re.I)
 
 
 def log(msg):
@@ -476,7 +817,12 @@ def load_fixtures(fixture_dir):
     names = {"bastion": "BastionHostGet.json",
              "bastion_dev": "BastionHostDeveloperGet.json",
              "vm": "VirtualMachine_Get.json",
-             "vmss_vm": "VirtualMachineScaleSetVM_Get_WithUserData.json"}
+             "vm_iv": "VirtualMachine_Get_InstanceView.json",
+             "vmss_vm": "VirtualMachineScaleSetVM_Get_WithUserData.json",
+             "vmss_vm_iv": "VirtualMachineScaleSetVM_Get_InstanceView"
+                           "AutoPlacedOnDedicatedHostGroup.json",
+             "nic": "NetworkInterfaceGet.json",
+             "arg_page": "ResourcesFirstPageQuery.json"}
     out = {}
     for key, name in names.items():
         with open(os.path.join(fixture_dir, name), encoding="utf-8") as f:
@@ -529,6 +875,7 @@ def validate_config(cfg):
         check_loopback(f"ip_map[{src}]", dst)
     check_port_map("port_map", cfg.get("port_map", {}))
     validate_identity_config(cfg)
+    validate_world_config(cfg)
 
 
 def want(cond, message):
@@ -582,6 +929,96 @@ def validate_identity_config(cfg):
         want(isinstance(cfg.get(key, ""), str), f"{key}: a string")
 
 
+def check_net_ref(what, conf):
+    """A "subnet" (subnet id) or "vnet" (virtual network id) reference."""
+    if "subnet" in conf:
+        want(isinstance(conf["subnet"], str)
+             and SUBNET_RE.match(conf["subnet"]),
+             f"{what}.subnet: not a subnet id (<vnet id>/subnets/<name>)")
+    if "vnet" in conf:
+        want(isinstance(conf["vnet"], str) and VNET_RE.match(conf["vnet"]),
+             f"{what}.vnet: not a virtualNetworks id")
+    if conf.get("private_ip") is not None:
+        want(norm_ip(str(conf["private_ip"])) is not None,
+             f"{what}.private_ip: not an IP address")
+
+
+def check_seconds(what, val):
+    want(is_number(val) and val >= 0, f"{what}: a number >= 0")
+
+
+def validate_vm_world(vid, vm):
+    """The keys of a VM that describe it to ARM and Resource Graph."""
+    check_net_ref(vid, vm)
+    want(all(norm_ip(str(ip)) for ip in vm.get("secondary_ips", [])),
+         f"{vid}.secondary_ips: IP addresses")
+    want(vm.get("power", "running") in POWER_STATES,
+         f"{vid}.power: one of {list(POWER_STATES)}")
+    for i, nic in enumerate(vm.get("nics", [])):
+        want(isinstance(nic, dict), f"{vid}.nics[{i}]: an object")
+        check_net_ref(f"{vid}.nics[{i}]", nic)
+        want(nic.get("id") is None or NIC_RE.match(str(nic["id"])),
+             f"{vid}.nics[{i}].id: not a networkInterfaces id")
+    if "start_delay_s" in vm:
+        check_seconds(f"{vid}.start_delay_s", vm["start_delay_s"])
+    err = vm.get("start_error")
+    want(err is None or (isinstance(err, dict) and "code" in err),
+         f"{vid}.start_error: {{\"code\": .., \"message\": ..}}")
+    want(vm.get("start_status", 202) in (200, 202),
+         f"{vid}.start_status: 200 or 202")
+
+
+def validate_world_config(cfg):
+    """Subscriptions, networks and the resource keys ARM and Resource
+    Graph read (the data plane keys are checked in validate_config)."""
+    subs = cfg.get("subscriptions", {})
+    want(isinstance(subs, dict), "subscriptions: an object")
+    for sub, sconf in subs.items():
+        want(isinstance(sconf, dict) and is_str_list(
+            sconf.get("principals", [])),
+            f"subscriptions.{sub}: {{\"principals\": [..], ..}}")
+    for vnid, vnet in cfg.get("vnets", {}).items():
+        want(VNET_RE.match(vnid), f"not a virtualNetworks id: {vnid}")
+        want(isinstance(vnet, dict), f"{vnid}: an object")
+        for prefix in vnet.get("address_prefixes", []):
+            try:
+                ipaddress.ip_network(prefix, strict=False)
+            except ValueError:
+                raise ConfigError(f"{vnid}: bad address prefix {prefix!r}")
+        for peer in vnet.get("peerings", []):
+            remote = peer.get("remote") if isinstance(peer, dict) else peer
+            want(isinstance(remote, str) and VNET_RE.match(remote),
+                 f"{vnid}.peerings: a vnet id or {{\"remote\": id}}")
+        want(isinstance(vnet.get("subnets", {}), dict),
+             f"{vnid}.subnets: {{\"<name>\": \"<prefix>\" or null}}")
+    for vid, vm in cfg.get("vms", {}).items():
+        validate_vm_world(vid, vm)
+    for nid, nic in cfg.get("nics", {}).items():
+        want(NIC_RE.match(nid), f"not a networkInterfaces id: {nid}")
+        want(isinstance(nic, dict), f"{nid}: an object")
+        check_net_ref(nid, nic)
+        want(nic.get("vm") is None or nic["vm"] in cfg.get("vms", {}),
+             f"{nid}.vm: not a VM of \"vms\"")
+    for bid, conf in cfg.get("bastions", {}).items():
+        check_net_ref(bid, conf)
+        want(isinstance(conf.get("node_id", True), bool),
+             f"{bid}.node_id: true or false")
+        own = conf.get("own_port", False)
+        want(isinstance(own, bool) or (isinstance(own, int)
+                                       and 0 <= own < 65536),
+             f"{bid}.own_port: true, false or a port number")
+    check_seconds("start_delay_s", cfg.get("start_delay_s", 0))
+    ra = cfg.get("asyncop_retry_after_s")
+    want(ra is None or (isinstance(ra, int) and ra >= 0),
+         "asyncop_retry_after_s: an int >= 0 or null")
+    size = cfg.get("arm_list_page_size")
+    want(size is None or (isinstance(size, int) and size > 0),
+         "arm_list_page_size: an int > 0 or null")
+    size = cfg.get("resourcegraph_page_size", ARG_MAX_TOP)
+    want(isinstance(size, int) and 0 < size <= ARG_MAX_TOP,
+         f"resourcegraph_page_size: 1..{ARG_MAX_TOP}")
+
+
 def ci_get(mapping, key):
     """Case-insensitive dict lookup: returns (canonical key, value)."""
     low = key.lower()
@@ -589,6 +1026,222 @@ def ci_get(mapping, key):
         if k.lower() == low:
             return k, v
     return None, None
+
+
+# ---------------------------------------------------------------- world
+
+def id_parts(rid):
+    """(subscription, resource group, last segment) of an ARM id."""
+    segs = rid.strip("/").split("/")
+    rg = segs[3] if len(segs) > 3 and segs[2].lower() == "resourcegroups" \
+        else ""
+    return segs[1], rg, segs[-1]
+
+
+def subnet_of(conf):
+    """The subnet a VM, NIC or bastion config names, if any."""
+    if conf.get("subnet"):
+        return conf["subnet"]
+    if conf.get("vnet"):
+        return conf["vnet"] + "/subnets/default"
+    return None
+
+
+def vnet_of(subnet):
+    m = SUBNET_RE.match(subnet or "")
+    return m.group(1) if m else None
+
+
+def bastion_vnet(conf):
+    return conf.get("vnet") or vnet_of(conf.get("subnet"))
+
+
+def peer_remote(peer):
+    return peer.get("remote", "") if isinstance(peer, dict) else peer
+
+
+def default_nic_id(vid, i):
+    """az vm create names a VM's NIC <vm>VMNic; a uniform scale-set
+    instance's NICs live below the instance."""
+    sub, rg, name = id_parts(vid)
+    suffix = str(i) if i else ""
+    if VMSS_RE.match(vid):
+        return f"{vid}/networkInterfaces/{vid.split('/')[-3]}-nic{suffix}"
+    return (f"/subscriptions/{sub}/resourceGroups/{rg}/providers/"
+            f"Microsoft.Network/networkInterfaces/{name}VMNic{suffix}")
+
+
+class World:
+    """The resources of the config, indexed for ARM and Resource Graph:
+    NICs (the explicit "nics", and those of VMs with private_ip, subnet,
+    vnet or nics), virtual networks (configured, or named by a subnet
+    reference) with their peerings. Built again on every config change;
+    lookups take ids in any case."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.vms = {k.lower(): (k, v) for k, v in cfg.get("vms", {}).items()}
+        self.bastions = {k.lower(): (k, v)
+                         for k, v in cfg.get("bastions", {}).items()}
+        self.nics = {}                # lower id -> NIC record (dict)
+        self.vm_nics = {}             # lower VM id -> [NIC record]
+        self.vnets = {}               # lower id -> vnet record (dict)
+        for vid, vm in cfg.get("vms", {}).items():
+            for i, spec in enumerate(self.vm_nic_specs(vid, vm)):
+                self.add_nic(spec.get("id") or default_nic_id(vid, i), vid,
+                             spec)
+        for nid, spec in cfg.get("nics", {}).items():
+            vid = self.vms.get(str(spec.get("vm")).lower(), (None,))[0]
+            self.add_nic(nid, vid, spec)
+        for vnid, conf in cfg.get("vnets", {}).items():
+            self.vnet_record(vnid)["conf"] = conf
+        for nic in self.nics.values():
+            for _, subnet in nic["ipconfigs"]:
+                self.note_subnet(subnet)
+        for conf in cfg.get("bastions", {}).values():
+            if bastion_vnet(conf):
+                self.vnet_record(bastion_vnet(conf))
+            if conf.get("subnet") or (conf.get("vnet")
+                                      and not is_developer(conf)):
+                self.note_subnet(conf.get("subnet") or
+                                 conf["vnet"] + "/subnets/AzureBastionSubnet")
+
+    @staticmethod
+    def vm_nic_specs(vid, vm):
+        specs = []
+        if any(k in vm for k in ("private_ip", "subnet", "vnet")):
+            specs.append(vm)
+        return specs + list(vm.get("nics", []))
+
+    def add_nic(self, nid, vid, spec):
+        ips = [spec.get("private_ip")] + list(spec.get("secondary_ips", []))
+        subnet = subnet_of(spec)
+        rec = {"id": nid, "vm": vid, "spec": spec,
+               "ipconfigs": [(norm_ip(str(ip)) if ip else None, subnet)
+                             for ip in ips],
+               "primary": vid is None or not self.vm_nics.get(vid.lower())}
+        self.nics[nid.lower()] = rec
+        if vid is not None:
+            self.vm_nics.setdefault(vid.lower(), []).append(rec)
+
+    def vnet_record(self, vnid):
+        return self.vnets.setdefault(vnid.lower(), {
+            "id": vnid, "conf": {}, "subnets": {}})
+
+    def note_subnet(self, subnet):
+        vnid = vnet_of(subnet)
+        if vnid:
+            self.vnet_record(vnid)["subnets"].setdefault(
+                subnet.rsplit("/", 1)[1], None)
+
+    def subnets(self, vnid):
+        """{name: prefix or None}: configured ones first, then the ones
+        some NIC or bastion references."""
+        rec = self.vnets[vnid.lower()]
+        out = dict(rec["conf"].get("subnets", {}))
+        for name, prefix in rec["subnets"].items():
+            out.setdefault(name, prefix)
+        return out
+
+    def vm(self, vid):
+        return self.vms.get(vid.lower(), (None, None))
+
+    def vm_vnets(self, vid):
+        return {vnet_of(subnet).lower()
+                for nic in self.vm_nics.get(vid.lower(), [])
+                for _, subnet in nic["ipconfigs"] if vnet_of(subnet)}
+
+    def ip_vnets(self, ip):
+        """Virtual networks an IP is in: a NIC's, else an address space's."""
+        found = {vnet_of(subnet).lower() for nic in self.nics.values()
+                 for nip, subnet in nic["ipconfigs"]
+                 if nip == ip and vnet_of(subnet)}
+        if found:
+            return found
+        addr = ipaddress.ip_address(ip)
+        return {k for k, rec in self.vnets.items()
+                for prefix in rec["conf"].get("address_prefixes", [])
+                if addr in ipaddress.ip_network(prefix, strict=False)}
+
+    def ip_targets(self):
+        """Private IP of a VM's NIC -> that VM's loopback relay target."""
+        out = {}
+        for nic in self.nics.values():
+            _, vm = self.vm(nic["vm"] or "")
+            for ip, _ in nic["ipconfigs"]:
+                if vm is not None and ip and vm.get("ip"):
+                    out.setdefault(ip, vm["ip"])
+        return out
+
+    def peerings(self, vnid):
+        """[(name, remote vnet id, peeringState)] of a virtual network.
+        State, unless configured: Connected if the remote vnet peers back
+        (or is not in the config), else Initiated (one-sided)."""
+        rec = self.vnets.get(vnid.lower())
+        if rec is None:
+            return []
+        out = []
+        for peer in rec["conf"].get("peerings", []):
+            peer = peer if isinstance(peer, dict) else {"remote": peer}
+            remote, state = peer["remote"], peer.get("state")
+            back = self.vnets.get(remote.lower())
+            if state is None:
+                state = "Connected" if back is None or any(
+                    peer_remote(p).lower() == vnid.lower()
+                    for p in back["conf"].get("peerings", [])) \
+                    else "Initiated"
+            name = peer.get("name") or (f"{id_parts(vnid)[2]}-to-"
+                                        f"{id_parts(remote)[2]}")
+            out.append((name, remote, state))
+        return out
+
+    def connected(self, a, b):
+        """Traffic flows between two vnets: each side's peering to the
+        other (if that side is in the config) is Connected."""
+        def state(x, y):
+            for _, remote, st in self.peerings(x):
+                if remote.lower() == y.lower():
+                    return st
+            return None
+        return state(a, b) == "Connected" and (
+            b.lower() not in self.vnets or not self.vnets[b.lower()]["conf"]
+            or state(b, a) == "Connected")
+
+    def unreachable(self, bconf, target_vnets):
+        """Why a bastion cannot reach a target in these vnets, or None.
+        Unknown networks on either side are reachable (older configs)."""
+        bv = (bastion_vnet(bconf) or "").lower()
+        if not bv or not target_vnets or bv in target_vnets:
+            return None
+        if is_developer(bconf):
+            return ("the Developer SKU reaches only its own virtual"
+                    " network")
+        if any(self.connected(bv, v) for v in target_vnets):
+            return None
+        return ("the target's virtual network is neither the bastion's"
+                " nor peered with it")
+
+    def scale_sets(self):
+        """{lower scale-set id: (id, [instance ids])} of the VMSS VMs."""
+        out = {}
+        for vid, _ in self.vms.values():
+            if VMSS_RE.match(vid):
+                ss = vid.rsplit("/virtualMachines/", 1)[0]
+                out.setdefault(ss.lower(), (ss, []))[1].append(vid)
+        return out
+
+    def subscriptions(self):
+        """{lower id: id} of every subscription named by the config."""
+        ids = list(self.cfg.get("subscriptions", {}))
+        ids += [v[0] for v in self.vms.values()]
+        ids += [v[0] for v in self.bastions.values()]
+        ids += [r["id"] for r in self.vnets.values()]
+        ids += [r["id"] for r in self.nics.values()]
+        out = {}
+        for rid in ids:
+            sub = rid if "/" not in rid else id_parts(rid)[0]
+            out.setdefault(sub.lower(), sub)
+        return out
 
 
 # ---------------------------------------------------------------- faults
@@ -660,7 +1313,7 @@ def merge_faults(faults, update):
 
 class Request:
     __slots__ = ("method", "target", "path", "query", "version", "headers",
-                 "body", "conn")
+                 "body", "conn", "local_port", "kind", "note")
 
     def header(self, name, default=""):
         """Value of a header (repeats joined by ', '), case-insensitive."""
@@ -712,6 +1365,7 @@ def parse_head(head):
         raise HttpError(400, "bad request line")
     req = Request()
     req.method, req.target, req.version = parts
+    req.local_port = req.kind = req.note = None
     req.headers = []
     for line in lines[1:]:
         name, sep, value = line.partition(":")
@@ -789,6 +1443,8 @@ class Session:
         self.bytes_up = 0             # client -> target
         self.bytes_down = 0           # target -> client
         self.created = time.time()
+        self.unreachable = None       # why the relay found no target
+        self.node_id = True           # nodeId in the answer, X-Node-Id
 
     def note_close(self, code, by):
         # The first close decides what the session table shows.
@@ -803,6 +1459,8 @@ class Session:
                 "workloadHostPort": self.req_port,
                 "hostname": self.hostname, "bytes_up": self.bytes_up,
                 "bytes_down": self.bytes_down,
+                "developer": self.developer,
+                "unreachable": self.unreachable,
                 "age_s": round(time.time() - self.created, 3)}
 
 
@@ -832,7 +1490,22 @@ class Emulator:
         self.log = []
         self.seq = 0
         self.conn_seq = 0
+        self.power = {}               # lower VM id -> power state (run time)
+        self.vm_ops = {}              # start operation id -> VmOp
+        self.own_ports = {}           # lower bastion id -> its own port
+        self.port_owner = {}          # that port -> lower bastion id
+        self.open_listener = None     # async fn(port) -> bound port
         self.reset_counters()
+
+    @property
+    def cfg(self):
+        return self._cfg
+
+    @cfg.setter
+    def cfg(self, cfg):
+        # Every config change rebuilds the indexes ARM answers come from.
+        self._cfg = cfg
+        self.world = World(cfg)
 
     def internal_error(self, exc):
         """An emulator bug: counted so tests can assert there were none."""
@@ -851,6 +1524,8 @@ class Emulator:
         self.ws_index.clear()
         self.device_flows.clear()
         self.drop_arc_secrets()
+        self.power.clear()
+        self.vm_ops.clear()
         self.reset_counters()
         for relay in list(self.relays):
             relay.abort()
@@ -894,24 +1569,57 @@ class Emulator:
 
     # -- bastions
 
-    def bastion_dns(self, conf):
-        return conf.get("dnsName") or f"localhost:{self.port}"
+    def bastion_port(self, bid):
+        return self.own_ports.get(bid.lower(), self.port)
 
-    def bastion_pod(self, conf):
+    def bastion_dns(self, bid, conf):
+        return conf.get("dnsName") or f"localhost:{self.bastion_port(bid)}"
+
+    def bastion_pod(self, bid, conf):
         host = self.listen if ":" not in self.listen else f"[{self.listen}]"
-        return conf.get("dataPod") or f"{host}:{self.port}"
+        return conf.get("dataPod") or f"{host}:{self.bastion_port(bid)}"
 
-    def bastion_for_host(self, host):
-        """(id, conf) of the bastion a data-plane request is meant for."""
+    def bastion_for_host(self, host, local_port=None):
+        """(id, conf) of the bastion a data-plane request is meant for:
+        the one owning the port it came to, else by Host header."""
+        owner = self.port_owner.get(local_port)
+        if owner in self.world.bastions:
+            return self.world.bastions[owner]
         items = list(self.cfg.get("bastions", {}).items())
         host = host.lower()
         for bid, conf in items:
-            if self.bastion_dns(conf).lower() == host:
+            if self.bastion_dns(bid, conf).lower() == host:
                 return bid, conf
         for bid, conf in items:
-            if is_developer(conf) and self.bastion_pod(conf).lower() == host:
+            if (is_developer(conf)
+                    and self.bastion_pod(bid, conf).lower() == host):
                 return bid, conf
         return items[0] if items else (None, None)
+
+    async def sync_listeners(self):
+        """Open a listener for each bastion with "own_port" that has none
+        yet. Listeners stay open (and keep their port) until exit."""
+        if self.open_listener is None:
+            return
+        for key, (_, conf) in self.world.bastions.items():
+            own = conf.get("own_port", False)
+            if own is False or key in self.own_ports:
+                continue
+            port = await self.open_listener(0 if own is True else own)
+            self.own_ports[key] = port
+            self.port_owner[port] = key
+
+    # -- VM power
+
+    def vm_power(self, vid):
+        """A VM's power state now; start operations whose time has come
+        finish here, so every view agrees."""
+        key = vid.lower()
+        for op in list(self.vm_ops.values()):
+            if op.vm.lower() == key:
+                op.settle(self)
+        _, conf = self.world.vm(vid)
+        return self.power.get(key, (conf or {}).get("power", "running"))
 
     # -- faults
 
@@ -951,6 +1659,10 @@ class Emulator:
                  "conn": req.conn, "role": role, "method": req.method,
                  "path": path, "headers": logged_headers(req),
                  "status": status}
+        if req.kind:
+            entry["kind"] = req.kind
+        if req.note:
+            entry.update(req.note)
         entry.update(body_summary(req))
         self.log.append(entry)
         del self.log[:-MAX_LOG]
@@ -996,8 +1708,25 @@ def fault_response(role, fault):
     if not isinstance(body, str):
         body = json.dumps(body)
     ctype = fault.get("content_type") or guess_ctype(body)
-    return Response(status, body.encode(), ctype,
-                    list(fault.get("headers", {}).items()))
+    # Given headers replace the defaults; a null value drops one.
+    headers = default_fault_headers(role, status)
+    for name, value in fault.get("headers", {}).items():
+        headers = [(k, v) for k, v in headers if k.lower() != name.lower()]
+        if value is not None:
+            headers.append((name, str(value)))
+    return Response(status, body.encode(), ctype, headers)
+
+
+def default_fault_headers(role, status):
+    """ARM throttling: Retry-After and the remaining quota, which is
+    per subscription for ARM and per user for Resource Graph."""
+    if status != 429 or not (role == "arm" or role in ARM_KINDS):
+        return []
+    if role == "resourcegraph":
+        return [("Retry-After", "1"), ("x-ms-user-quota-remaining", "0"),
+                ("x-ms-user-quota-resets-after", "00:00:01")]
+    return [("Retry-After", "1"),
+            ("x-ms-ratelimit-remaining-subscription-reads", "0")]
 
 
 def default_error_body(role, status):
@@ -1009,9 +1738,18 @@ def default_error_body(role, status):
                 else "emulated_failure", "error_description": text}
     if role == "appservice":
         return {"statusCode": status, "message": text}
-    if role == "arm":
-        return {"error": {"code": "InternalServerError", "message": text}}
+    if role == "arm" or role in ARM_KINDS:
+        code = ARM_ERROR_CODES.get(status, "InternalServerError")
+        if role == "resourcegraph" and status == 429:
+            code = "RateLimiting"
+        return {"error": {"code": code, "message": text}}
     return {"message": text}
+
+
+ARM_ERROR_CODES = {400: "BadRequest", 404: "NotFound", 409: "Conflict",
+                   429: "TooManyRequests", 500: "InternalServerError",
+                   502: "BadGateway", 503: "ServiceUnavailable",
+                   504: "GatewayTimeout"}
 
 
 def guess_ctype(body):
@@ -1736,34 +2474,65 @@ def arm_auth_error(emu, req):
     return resp
 
 
-def arm_resource(segs):
-    """(kind, canonical-ish id) for the ARM resource paths we serve."""
+def arm_route(segs):
+    """What an ARM path names: {"kind": one of ARM_KINDS, "method": the
+    one served (None: any is refused but GET), "sub", "rid" (the
+    resource, for a VM without /instanceView or /start), "op"}."""
     low = [s.lower() for s in segs]
-    base_ok = (len(low) >= 8 and low[0] == "subscriptions"
-               and low[2] == "resourcegroups" and low[4] == "providers")
-    if not base_ok:
-        return None, None
-    rid = "/" + "/".join(segs)
+    n = len(low)
+    if low == ["providers", "microsoft.resourcegraph", "resources"]:
+        return {"kind": "resourcegraph", "method": "POST"}
+    if n < 2 or low[0] != "subscriptions":
+        return {"kind": "arm_other", "method": None, "rid": ""}
+    route = {"kind": "arm_other", "method": None, "sub": segs[1],
+             "rid": "/" + "/".join(segs)}
+    if (n == 8 and low[2:5] == ["providers", "microsoft.compute",
+                                "locations"] and low[6] == "operations"):
+        return dict(route, kind="asyncop", method="GET", op=segs[7])
+    if n == 5 and low[2:] == ["providers", "microsoft.network",
+                              "bastionhosts"]:
+        return dict(route, kind="arm_bastion_list", method="GET")
+    if n < 7 or low[2] != "resourcegroups" or low[4] != "providers":
+        return route
     tail = low[5:]
-    if len(tail) == 3 and tail[:2] == ["microsoft.network", "bastionhosts"]:
-        return "bastion", rid
-    if len(tail) == 3 and tail[:2] == ["microsoft.compute",
-                                       "virtualmachines"]:
-        return "vm", rid
-    if (len(tail) == 5 and tail[:2] == ["microsoft.compute",
-                                        "virtualmachinescalesets"]
-            and tail[3] == "virtualmachines"):
-        return "vmss_vm", rid
-    return None, rid
+    if tail == ["microsoft.network", "bastionhosts"]:
+        return dict(route, kind="arm_bastion_list", method="GET")
+    simple = {("microsoft.network", "bastionhosts"): "arm_bastion_get",
+              ("microsoft.network", "networkinterfaces"): "arm_nic_get",
+              ("microsoft.network", "virtualnetworks"): "arm_vnet_get"}
+    if len(tail) == 3 and tuple(tail[:2]) in simple:
+        return dict(route, kind=simple[tuple(tail[:2])], method="GET")
+    if tail[:2] == ["microsoft.compute", "virtualmachines"]:
+        vm_len = 3
+    elif (tail[:2] == ["microsoft.compute", "virtualmachinescalesets"]
+          and len(tail) >= 5 and tail[3] == "virtualmachines"):
+        vm_len = 5
+    else:
+        return route
+    kind, method = {(): ("arm_vm_get", "GET"),
+                    ("instanceview",): ("arm_instance_view", "GET"),
+                    ("start",): ("vm_start", "POST")}.get(
+                        tuple(tail[vm_len:]), (None, None))
+    if kind is None:
+        return route
+    return dict(route, kind=kind, method=method,
+                rid="/" + "/".join(segs[:5 + vm_len]))
 
 
 async def handle_arm(emu, req, segs):
+    """Every ARM request: faults (the kind's, then "arm"), method, token,
+    api-version, subscription access, then the kind's handler."""
+    route = arm_route(segs)
+    kind = req.kind = route["kind"]
+    emu.counters[kind] += 1
     await emu.fault_delay("arm")
-    fault = emu.take_status_fault("arm")
+    await emu.fault_delay(kind)
+    fault = emu.take_status_fault(kind) or emu.take_status_fault("arm")
     if fault:
         return fault
-    if req.method != "GET":
-        return arm_error(405, "MethodNotAllowed", "Only GET is emulated.")
+    if req.method != (route["method"] or "GET"):
+        return arm_error(405, "MethodNotAllowed",
+                         f"{req.method} is not emulated here.")
     denied = arm_auth_error(emu, req)
     if denied:
         return denied
@@ -1771,27 +2540,159 @@ async def handle_arm(emu, req, segs):
         return arm_error(400, "MissingApiVersionParameter",
                          "The api-version query parameter (?api-version=)"
                          " is required for all requests.")
-    kind, rid = arm_resource(segs)
-    table = {"bastion": "bastions", "vm": "vms", "vmss_vm": "vms"}.get(kind)
-    cid, conf = ci_get(emu.cfg.get(table, {}), rid or "")
-    if conf is None:
-        return arm_not_found(kind, segs)
-    body = (bastion_body(emu, cid, conf) if kind == "bastion"
-            else vm_body(emu, kind, cid))
-    return json_resp(200, body, [("x-ms-request-id", str(uuid.uuid4()))])
+    if "sub" in route:
+        denied = sub_access_error(emu, req, route)
+        if denied:
+            return denied
+    return ARM_HANDLERS.get(kind, arm_other)(emu, req, route)
 
 
-def arm_not_found(kind, segs):
+def arm_ok(body, status=200, headers=()):
+    return json_resp(status, body, [("x-ms-request-id", str(uuid.uuid4()))]
+                     + list(headers))
+
+
+def arm_other(emu, req, route):
+    return arm_not_found(route["rid"])
+
+
+def arm_not_found(rid):
+    """ARM's 404 for a resource id (or any path below /subscriptions)."""
+    segs = rid.strip("/").split("/")
+    low = [s.lower() for s in segs]
     rg = segs[3] if len(segs) > 3 else ""
-    rtype = {"bastion": "Microsoft.Network/bastionHosts",
-             "vm": "Microsoft.Compute/virtualMachines",
-             "vmss_vm": "Microsoft.Compute/virtualMachineScaleSets/"
-                        f"{segs[-3]}/virtualMachines"}.get(kind, "resource")
-    name = segs[-1] if segs else ""
+    if "providers" in low[:5] and len(segs) > low.index("providers") + 2:
+        prov = segs[low.index("providers") + 1:]
+        rtype = "/".join([prov[0]] + prov[1:-1])
+    else:
+        rtype = "resource"
     return arm_error(404, "ResourceNotFound",
-                     f"The Resource '{rtype}/{name}' under resource group"
-                     f" '{rg}' was not found. For more details please go to"
-                     " https://aka.ms/ARMResourceNotFoundFix")
+                     f"The Resource '{rtype}/{segs[-1]}' under resource"
+                     f" group '{rg}' was not found. For more details please"
+                     " go to https://aka.ms/ARMResourceNotFoundFix")
+
+
+# -- who may see a subscription
+
+def bearer_claims(req):
+    return jwt_claims(req.header("authorization").partition(" ")[2].strip())
+
+
+def principal_ids(claims):
+    return {str(claims[k]).lower() for k in ("appid", "oid", "upn",
+                                            "xms_mirid") if claims.get(k)}
+
+
+def sub_state(emu, claims, sub):
+    """ok, tenant (the subscription is another tenant's), denied (the
+    principal is not listed) or unknown (listing subscriptions, the
+    config names it nowhere)."""
+    subs = emu.cfg.get("subscriptions")
+    _, sconf = ci_get(subs or {}, sub)
+    if sconf is None:
+        if subs is not None and sub.lower() not in emu.world.subscriptions():
+            return "unknown"
+        return "ok"
+    tenant = sconf.get("tenant")
+    if tenant and tenant.lower() != str(claims.get("tid", "")).lower():
+        return "tenant"
+    allowed = {p.lower() for p in sconf.get("principals", ["*"])}
+    return "ok" if "*" in allowed or principal_ids(claims) & allowed \
+        else "denied"
+
+
+def visible_subscriptions(emu, claims):
+    return [sub for sub in emu.world.subscriptions().values()
+            if sub_state(emu, claims, sub) == "ok"]
+
+
+ARM_ACTIONS = {"arm_bastion_get": "Microsoft.Network/bastionHosts/read",
+               "arm_bastion_list": "Microsoft.Network/bastionHosts/read",
+               "arm_vm_get": "Microsoft.Compute/virtualMachines/read",
+               "arm_instance_view": "Microsoft.Compute/virtualMachines/"
+                                    "instanceView/read",
+               "vm_start": "Microsoft.Compute/virtualMachines/start/action",
+               "arm_nic_get": "Microsoft.Network/networkInterfaces/read",
+               "arm_vnet_get": "Microsoft.Network/virtualNetworks/read",
+               "asyncop": "Microsoft.Compute/locations/operations/read"}
+
+
+def sub_access_error(emu, req, route):
+    claims = bearer_claims(req)
+    sub = route["sub"]
+    state = sub_state(emu, claims, sub)
+    if state == "unknown":
+        return arm_error(404, "SubscriptionNotFound",
+                         f"The subscription '{sub}' could not be found.")
+    if state == "tenant":
+        tenant = ci_get(emu.cfg["subscriptions"], sub)[1]["tenant"]
+        resp = arm_error(
+            401, "InvalidAuthenticationTokenTenant",
+            "The access token is from the wrong issuer"
+            f" 'https://sts.windows.net/{claims.get('tid')}/'. It must"
+            f" match the tenant 'https://sts.windows.net/{tenant}/'"
+            " associated with this subscription. Please use the authority"
+            f" (URL) 'https://login.windows.net/{tenant}' to get the"
+            " token.")
+        resp.headers.append((
+            "WWW-Authenticate", f'Bearer authorization_uri="https://'
+            f'login.windows.net/{tenant}", error="invalid_token",'
+            ' error_description="The access token is from the wrong'
+            ' issuer."'))
+        return resp
+    if state == "denied":
+        who = claims.get("upn") or claims.get("appid") or ""
+        return arm_error(
+            403, "AuthorizationFailed",
+            f"The client '{who}' with object id '{claims.get('oid')}' does"
+            " not have authorization to perform action"
+            f" '{ARM_ACTIONS.get(route['kind'], '*/read')}' over scope"
+            f" '{route['rid']}' or the scope is invalid. If access was"
+            " recently granted, please refresh your credentials.")
+    return None
+
+
+def self_url(emu, req):
+    """Scheme and authority for URLs we hand out (operation status,
+    nextLink): the Host the client used if that is loopback, else
+    localhost and the port the request came to."""
+    host = req.header("host")
+    name = urllib.parse.urlsplit("//" + host).hostname or ""
+    if not (name == "localhost" or is_loopback(name)):
+        host = f"localhost:{req.local_port or emu.port}"
+    return f"{emu.scheme}://{host}"
+
+
+# -- resources
+
+def arm_get(table, make):
+    """A GET handler: the resource under its id in that index of the
+    world (any case), made into a body by make(emu, req, entry)."""
+    def handler(emu, req, route):
+        entry = getattr(emu.world, table).get(route["rid"].lower())
+        if entry is None:
+            return arm_not_found(route["rid"])
+        return arm_ok(make(emu, req, entry))
+    return handler
+
+
+def h_bastion_list(emu, req, route):
+    """Bastions of a subscription or resource group, pageable: config
+    arm_list_page_size (default: all in one page) and a nextLink."""
+    scope = route["rid"].lower().split("/providers/")[0] + "/"
+    items = [bastion_body(emu, bid, conf)
+             for key, (bid, conf) in sorted(emu.world.bastions.items())
+             if key.startswith(scope)]
+    size = emu.cfg.get("arm_list_page_size") or len(items) or 1
+    token = req.query.get("$skiptoken", "0")
+    start = int(token) if token.isdigit() else 0
+    body = {"value": items[start:start + size]}
+    if start + size < len(items):
+        query = urllib.parse.urlencode({
+            "api-version": req.query["api-version"],
+            "$skiptoken": start + size})
+        body["nextLink"] = f"{self_url(emu, req)}{req.path}?{query}"
+    return arm_ok(body)
 
 
 def bastion_body(emu, bid, conf):
@@ -1801,29 +2702,915 @@ def bastion_body(emu, bid, conf):
     body["id"] = bid
     body["name"] = bid.rsplit("/", 1)[1]
     body["sku"] = {"name": conf.get("sku", "Standard")}
+    if conf.get("location"):
+        body["location"] = conf["location"]
     props = body["properties"]
-    props["dnsName"] = emu.bastion_dns(conf)
+    props["dnsName"] = emu.bastion_dns(bid, conf)
     # The Developer example has no tunnel flags; add them only if asked.
     for key, default in (("enableTunneling", True),
                          ("enableIpConnect", False)):
         if key in conf or key in props:
             props[key] = conf.get(key, default)
+    vnet = bastion_vnet(conf)
+    if vnet and dev:
+        props["virtualNetwork"] = {"id": vnet}
+    elif vnet:
+        subnet = conf.get("subnet") or vnet + "/subnets/AzureBastionSubnet"
+        for ipc in props.get("ipConfigurations", []):
+            ipc["id"] = f"{bid}/bastionHostIpConfigurations/{ipc['name']}"
+            ipc["properties"]["subnet"] = {"id": subnet}
     props.update(conf.get("extra_properties", {}))
     for key in conf.get("absent", []):
         (body if key == "sku" else props).pop(key, None)
     return body
 
 
-def vm_body(emu, kind, vid):
-    body = copy.deepcopy(emu.fixtures[kind])
+def base36(n, width):
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while n or not out:
+        n, r = divmod(n, 36)
+        out = digits[r] + out
+    return out.rjust(width, "0")
+
+
+def computer_name(vid, conf):
+    """Configured, else the VM's name; a scale-set instance's is the
+    scale set's name and its instance id in six base-36 digits."""
+    if conf.get("computer_name"):
+        return conf["computer_name"]
+    segs = vid.split("/")
+    if VMSS_RE.match(vid):
+        n = int(segs[-1]) if segs[-1].isdigit() else 0
+        return segs[-3] + base36(n, 6)
+    return segs[-1]
+
+
+def vm_body(emu, vid, conf):
+    """VM (or uniform scale-set instance) body from its fixture: id, name,
+    vmId, computerName, location, NICs and managedBy overridden."""
+    vmss = bool(VMSS_RE.match(vid))
+    body = copy.deepcopy(emu.fixtures["vmss_vm" if vmss else "vm"])
     segs = vid.strip("/").split("/")
     body["id"] = vid
-    if kind == "vmss_vm":
+    props = body["properties"]
+    props["vmId"] = str(uuid.uuid5(uuid.NAMESPACE_URL,
+                                   f"azure-emu:vm:{vid.lower()}"))
+    props["osProfile"]["computerName"] = computer_name(vid, conf)
+    if conf.get("location"):
+        body["location"] = conf["location"]
+    if vmss:
         body["name"] = f"{segs[-3]}_{segs[-1]}"
         body["instanceId"] = segs[-1]
     else:
         body["name"] = segs[-1]
+        # The fixture's VM is in a flexible scale set; ours only if said.
+        body.pop("managedBy", None)
+        if conf.get("managed_by"):
+            body["managedBy"] = conf["managed_by"]
+    nics = emu.world.vm_nics.get(vid.lower(), [])
+    if nics:
+        refs = [{"id": nic["id"]} for nic in nics]
+        if len(refs) > 1:
+            for ref, nic in zip(refs, nics):
+                ref["properties"] = {"primary": nic["primary"]}
+        props["networkProfile"]["networkInterfaces"] = refs
+    subnet = nics[0]["ipconfigs"][0][1] if nics else None
+    if vmss and subnet:
+        for cfg in props["networkProfileConfiguration"][
+                "networkInterfaceConfigurations"]:
+            for ipc in cfg["properties"]["ipConfigurations"]:
+                ipc["properties"]["subnet"] = {"id": subnet}
     return body
+
+
+def instance_view(emu, vid, conf):
+    """The fixture's instance view with the power state of now; a
+    deallocated VM has no guest facts (computer name, OS, agent)."""
+    vmss = bool(VMSS_RE.match(vid))
+    body = copy.deepcopy(emu.fixtures["vmss_vm_iv" if vmss else "vm_iv"])
+    power = emu.vm_power(vid)
+    busy = power in ("starting", "stopping", "deallocating")
+    prov, state = (dict(s) for s in body["statuses"][:2])
+    prov.update(code="ProvisioningState/" + ("updating" if busy
+                                              else "succeeded"),
+                displayStatus="Updating" if busy
+                else "Provisioning succeeded")
+    state.update(code=f"PowerState/{power}", displayStatus=f"VM {power}")
+    body["statuses"] = [prov, state]
+    if "computerName" in body:
+        body["computerName"] = computer_name(vid, conf)
+    if power == "deallocated":
+        for key in ("computerName", "osName", "osVersion", "vmAgent"):
+            body.pop(key, None)
+    return body
+
+
+def nic_body(emu, rec):
+    """The fixture NIC: one ipConfiguration (from its first) per address,
+    the subnet and the VM back-reference from the config."""
+    body = copy.deepcopy(emu.fixtures["nic"])
+    nid = rec["id"]
+    body["id"] = nid
+    body["name"] = nid.rsplit("/", 1)[1]
+    _, vm = emu.world.vm(rec["vm"] or "")
+    location = rec["spec"].get("location") or (vm or {}).get("location")
+    if location:
+        body["location"] = location
+    props = body["properties"]
+    template = props["ipConfigurations"][0]
+    props["ipConfigurations"] = []
+    for i, (ip, subnet) in enumerate(rec["ipconfigs"]):
+        ipc = copy.deepcopy(template)
+        ipc["name"] = f"ipconfig{i + 1}"
+        ipc["id"] = f"{nid}/ipConfigurations/ipconfig{i + 1}"
+        p = ipc["properties"]
+        p.pop("publicIPAddress", None)
+        p["primary"] = i == 0
+        p.pop("privateIPAddress", None)
+        if ip:
+            p["privateIPAddress"] = ip
+            p["privateIPAddressVersion"] = "IPv6" if ":" in ip else "IPv4"
+        p.pop("subnet", None)
+        if subnet:
+            p["subnet"] = {"id": subnet}
+        props["ipConfigurations"].append(ipc)
+    props["primary"] = rec["primary"]
+    props.pop("virtualMachine", None)
+    if rec["vm"]:
+        props["virtualMachine"] = {"id": rec["vm"]}
+    return body
+
+
+def vnet_body(emu, rec):
+    """No fixture for this one: the fields of the 2024-07-01 schema that
+    discovery needs (address space, subnets, peerings and their state)."""
+    vnid, conf = rec["id"], rec["conf"]
+    prefixes = list(conf.get("address_prefixes", []))
+    subnets = [{"name": name, "id": f"{vnid}/subnets/{name}",
+                "type": "Microsoft.Network/virtualNetworks/subnets",
+                "properties": dict({"provisioningState": "Succeeded"},
+                                   **({"addressPrefix": prefix} if prefix
+                                      else {}))}
+               for name, prefix in emu.world.subnets(vnid).items()]
+    peerings = []
+    for name, remote, state in emu.world.peerings(vnid):
+        rconf = emu.world.vnets.get(remote.lower(), {}).get("conf", {})
+        peerings.append({
+            "name": name, "id": f"{vnid}/virtualNetworkPeerings/{name}",
+            "type": "Microsoft.Network/virtualNetworks/"
+                    "virtualNetworkPeerings",
+            "properties": {
+                "provisioningState": "Succeeded", "peeringState": state,
+                "peeringSyncLevel": "FullyInSync" if state == "Connected"
+                else "LocalNotInSync",
+                "remoteVirtualNetwork": {"id": remote},
+                "allowVirtualNetworkAccess": True,
+                "allowForwardedTraffic": False,
+                "allowGatewayTransit": False, "useRemoteGateways": False,
+                "remoteAddressSpace": {"addressPrefixes": list(
+                    rconf.get("address_prefixes", []))}}})
+    guid = uuid.uuid5(uuid.NAMESPACE_URL, f"azure-emu:vnet:{vnid.lower()}")
+    return {"name": vnid.rsplit("/", 1)[1], "id": vnid,
+            "type": "Microsoft.Network/virtualNetworks",
+            "location": conf.get("location", "westus"),
+            "etag": f'W/"{guid}"',
+            "properties": {"provisioningState": "Succeeded",
+                           "resourceGuid": str(guid),
+                           "addressSpace": {"addressPrefixes": prefixes},
+                           "subnets": subnets,
+                           "virtualNetworkPeerings": peerings,
+                           "enableDdosProtection": False}}
+
+
+def vmss_body(emu, ssid, instances):
+    """A uniform scale set, for Resource Graph only (no fixture)."""
+    _, conf = emu.world.vm(instances[0])
+    guid = uuid.uuid5(uuid.NAMESPACE_URL, f"azure-emu:vmss:{ssid.lower()}")
+    return {"name": ssid.rsplit("/", 1)[1], "id": ssid,
+            "type": "Microsoft.Compute/virtualMachineScaleSets",
+            "location": conf.get("location", "westus"),
+            "sku": {"name": "Standard_B1s", "tier": "Standard",
+                    "capacity": len(instances)},
+            "properties": {"orchestrationMode": "Uniform",
+                           "provisioningState": "Succeeded",
+                           "uniqueId": str(guid)}}
+
+
+# -- start, and its operation
+
+def iso_time(t):
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + \
+        f".{int(t % 1 * 1e6):06d}+00:00"
+
+
+class VmOp:
+    """One start: InProgress until done_at, then Succeeded (the VM runs)
+    or Failed (start_error; the VM is back in its state before)."""
+
+    def __init__(self, vm, sub, done_at, error, before):
+        self.id = str(uuid.uuid4())
+        self.vm, self.sub = vm, sub
+        self.started = time.time()
+        self.done_at = done_at        # time.monotonic() value
+        self.error = error
+        self.before = before
+        self.status = "InProgress"
+        self.ended = None
+
+    def settle(self, emu):
+        if self.status == "InProgress" and time.monotonic() >= self.done_at:
+            self.status = "Failed" if self.error else "Succeeded"
+            self.ended = time.time()
+            emu.power[self.vm.lower()] = (self.before if self.error
+                                          else "running")
+
+    def body(self):
+        out = {"startTime": iso_time(self.started), "status": self.status,
+               "name": self.id}
+        if self.ended is not None:
+            out["endTime"] = iso_time(self.ended)
+        if self.status == "Failed":
+            out["error"] = {"code": self.error["code"],
+                            "message": self.error.get("message", "")}
+        return out
+
+
+def retry_after(emu):
+    ra = emu.cfg.get("asyncop_retry_after_s")
+    return [] if ra is None else [("Retry-After", str(ra))]
+
+
+def h_vm_start(emu, req, route):
+    """POST .../start: 202 and an operation to poll (or 200 at once with
+    start_status 200); stopping or deallocating VMs -> 409."""
+    vid, conf = emu.world.vm(route["rid"])
+    if conf is None:
+        return arm_not_found(route["rid"])
+    power = emu.vm_power(vid)
+    if power in ("stopping", "deallocating"):
+        return arm_error(409, "OperationNotAllowed",
+                         f"Operation 'start' is not allowed on VM"
+                         f" '{vid.rsplit('/', 1)[1]}' since the VM is"
+                         f" {power}.")
+    key = vid.lower()
+    if conf.get("start_status", 202) == 200 and not conf.get("start_error"):
+        emu.power[key] = "running"
+        return Response(200, b"", None,
+                        [("x-ms-request-id", str(uuid.uuid4()))])
+    now = time.monotonic()
+    pending = [op.done_at for op in emu.vm_ops.values()
+               if op.vm.lower() == key and op.status == "InProgress"]
+    if power == "running":
+        done_at = now
+    elif pending:
+        done_at = max(pending)
+    else:
+        done_at = now + conf.get("start_delay_s",
+                                 emu.cfg.get("start_delay_s", 1.0))
+    before = "deallocated" if power == "starting" else power
+    op = VmOp(vid, route["sub"], done_at, conf.get("start_error"), before)
+    emu.vm_ops[op.id] = op
+    if power in ("stopped", "deallocated"):
+        emu.power[key] = "starting"
+    location = arm_location(conf.get("location")
+                            or emu.fixtures["vm"]["location"])
+    base = (f"{self_url(emu, req)}/subscriptions/{route['sub']}/providers/"
+            f"Microsoft.Compute/locations/{location}/operations/{op.id}")
+    query = {"p": str(uuid.uuid4()), "api-version": req.query["api-version"]}
+    monitor = dict(query, monitor="true")
+    return Response(202, b"", None, [
+        ("Location", f"{base}?{urllib.parse.urlencode(monitor)}"),
+        ("Azure-AsyncOperation", f"{base}?{urllib.parse.urlencode(query)}"),
+        ("x-ms-request-id", str(uuid.uuid4()))] + retry_after(emu))
+
+
+def arm_location(text):
+    """ARM's normal form of a location: "West US" -> "westus"."""
+    return str(text or "").replace(" ", "").lower()
+
+
+def h_asyncop(emu, req, route):
+    """Azure-AsyncOperation: 200 and the status. Location (monitor=true):
+    202 while in progress, 200 (no body) on success, the error's status
+    (start_error "status", default 409) and body on failure."""
+    op = emu.vm_ops.get(route["op"])
+    if op is None or op.sub.lower() != route["sub"].lower():
+        return arm_error(404, "NotFound",
+                         f"The operation '{route['op']}' was not found.")
+    op.settle(emu)
+    if req.query.get("monitor", "").lower() != "true":
+        return arm_ok(op.body(), headers=retry_after(emu)
+                      if op.status == "InProgress" else ())
+    if op.status == "InProgress":
+        return Response(202, b"", None, [
+            ("Location", self_url(emu, req) + req.target)]
+            + retry_after(emu))
+    if op.status == "Succeeded":
+        return Response(200, b"", None)
+    return arm_error(op.error.get("status", 409), op.error["code"],
+                     op.error.get("message", ""))
+
+
+def vm_get_body(emu, req, entry):
+    body = vm_body(emu, *entry)
+    if req.query.get("$expand", "").lower() == "instanceview":
+        body["properties"]["instanceView"] = instance_view(emu, *entry)
+    return body
+
+
+ARM_HANDLERS = {
+    "arm_bastion_get": arm_get("bastions", lambda emu, req, entry:
+                               bastion_body(emu, *entry)),
+    "arm_bastion_list": h_bastion_list,
+    "arm_vm_get": arm_get("vms", vm_get_body),
+    "arm_instance_view": arm_get("vms", lambda emu, req, entry:
+                                 instance_view(emu, *entry)),
+    "arm_nic_get": arm_get("nics", lambda emu, req, rec: nic_body(emu, rec)),
+    "arm_vnet_get": arm_get("vnets", lambda emu, req, rec:
+                            vnet_body(emu, rec)),
+    "vm_start": h_vm_start, "asyncop": h_asyncop}
+
+
+# ---------------------------------------------------------------- graph
+
+# The columns of the Resources table, in the order the service uses.
+ARG_COLUMNS = ("id", "name", "type", "tenantId", "kind", "location",
+               "resourceGroup", "subscriptionId", "managedBy", "sku",
+               "plan", "properties", "tags", "identity", "zones",
+               "extendedLocation")
+ARG_TABLES = ("resources", "resourcecontainers", "advisorresources",
+              "computeresources", "networkresources", "securityresources",
+              "healthresources", "policyresources", "extensibility")
+KQL_FUNCTIONS = ("tostring", "tolower", "toupper", "isempty", "isnotempty",
+                 "isnull", "isnotnull", "not", "array_length")
+KQL_CMP = ("==", "!=", "=~", "!~", "contains", "!contains", "startswith",
+           "!startswith", "endswith", "!endswith")
+KQL_IN = ("in", "!in", "in~", "!in~")
+KQL_TOKEN = re.compile(r"""
+    (?P<ws>\s+)
+  | (?P<str>'(?:[^'\\\n]|\\.)*'|"(?:[^"\\\n]|\\.)*")
+  | (?P<num>\d+)
+  | (?P<op>!?in~|==|!=|=~|!~|<=|>=|[|,()\[\].=!<>~+*/%@;:{}-])
+  | (?P<name>[A-Za-z_][A-Za-z0-9_]*(?:-[A-Za-z_]+)?)
+""", re.X)
+
+
+class KqlError(Exception):
+    """A query outside the subset: ParserFailure (not KQL as we read it),
+    NotEmulated (KQL, but not in the subset) or
+    FailedToResolveScalarExpression (no such column)."""
+
+    def __init__(self, code, message, tok=None):
+        super().__init__(message)
+        self.code = code
+        self.tok = tok                # (kind, text, offset) or None
+
+
+def kql_tokens(text):
+    out, pos = [], 0
+    while pos < len(text):
+        m = KQL_TOKEN.match(text, pos)
+        if m is None:
+            raise KqlError("ParserFailure", f"unexpected character"
+                           f" {text[pos]!r}", ("op", text[pos], pos))
+        if m.lastgroup != "ws":
+            out.append((m.lastgroup, m.group(), pos))
+        pos = m.end()
+    out.append(("end", "", len(text)))
+    return out
+
+
+def kql_string(text):
+    """The value of a quoted KQL string literal."""
+    body, out, i = text[1:-1], [], 0
+    escapes = {"n": "\n", "t": "\t", "r": "\r"}
+    while i < len(body):
+        if body[i] == "\\" and i + 1 < len(body):
+            out.append(escapes.get(body[i + 1], body[i + 1]))
+            i += 2
+        else:
+            out.append(body[i])
+            i += 1
+    return "".join(out)
+
+
+class KqlParser:
+    """Recursive descent over the subset (grammar in the docstring).
+    Expressions are tuples: ("lit", v), ("path", [col, key...]),
+    ("fn", name, [args]), ("cmp", op, a, b), ("in", op, a, [values]),
+    ("and", a, b), ("or", a, b). Column names are resolved as parsed."""
+
+    def __init__(self, text):
+        self.toks = kql_tokens(text)
+        self.i = 0
+        self.columns = list(ARG_COLUMNS)
+
+    def peek(self, k=0):
+        return self.toks[min(self.i + k, len(self.toks) - 1)]
+
+    def take(self):
+        tok = self.toks[self.i]
+        self.i = min(self.i + 1, len(self.toks) - 1)
+        return tok
+
+    def fail(self, message, tok=None):
+        tok = tok or self.peek()
+        raise KqlError("ParserFailure", message, tok)
+
+    def expect(self, text):
+        tok = self.take()
+        if tok[1] != text:
+            self.fail(f"expected {text!r}, found {tok[1] or 'the end'!r}",
+                      tok)
+        return tok
+
+    def accept(self, text):
+        if self.peek()[1] == text and self.peek()[0] in ("op", "name"):
+            return self.take()
+        return None
+
+    def name(self):
+        tok = self.take()
+        if tok[0] != "name":
+            self.fail(f"expected a name, found {tok[1] or 'the end'!r}", tok)
+        return tok[1]
+
+    # -- tabular operators
+
+    def query(self):
+        ops = []
+        if self.peek()[1] in ("where", "project", "extend", "mv-expand",
+                              "order", "sort", "limit", "take"):
+            ops.append(self.operator())   # no table: Resources, as live
+            tok = ("name", "Resources", 0)
+        else:
+            tok = self.take()
+        if tok[0] != "name" or tok[1].lower() not in ARG_TABLES:
+            self.fail("a query starts with a table: Resources", tok)
+        if tok[1].lower() != "resources":
+            raise KqlError("NotEmulated", f"table {tok[1]!r} is not"
+                           " emulated; only Resources", tok)
+        while self.accept("|"):
+            ops.append(self.operator())
+        if self.peek()[0] != "end":
+            self.fail(f"unexpected {self.peek()[1]!r}")
+        return ops
+
+    def operator(self):
+        tok = self.take()
+        word = tok[1]
+        if word == "where":
+            return ("where", self.expr())
+        if word in ("project", "extend"):
+            items = [self.assignment(word)]
+            while self.accept(","):
+                items.append(self.assignment(word))
+            if word == "project":
+                self.columns = []
+            self.columns += [n for n, _ in items if n not in self.columns]
+            return (word, items)
+        if word == "mv-expand":
+            name, expr = self.assignment(word)
+            if expr[0] != "path":
+                raise KqlError("NotEmulated", "mv-expand takes a column"
+                               " or a path", tok)
+            if name not in self.columns:
+                self.columns.append(name)
+            return ("mv-expand", name, expr)
+        if word in ("order", "sort"):
+            self.expect("by")
+            keys = [self.sort_key()]
+            while self.accept(","):
+                keys.append(self.sort_key())
+            return ("order", keys)
+        if word in ("limit", "take"):
+            num = self.take()
+            if num[0] != "num":
+                self.fail(f"{word} takes a number", num)
+            return ("limit", int(num[1]))
+        if tok[0] == "name":
+            raise KqlError("NotEmulated", f"operator {word!r} is not"
+                           " emulated (where, project, extend, mv-expand,"
+                           " order by, sort by, limit, take are)", tok)
+        self.fail(f"expected an operator after '|', found {word!r}", tok)
+
+    def assignment(self, word):
+        """[name =] expr; without a name a path is named after itself
+        (dots as underscores), and so is tostring(path)."""
+        if self.peek()[0] == "name" and self.peek(1)[1] == "=":
+            name = self.take()[1]
+            self.take()
+            return name, self.expr()
+        start = self.peek()
+        expr = self.expr()
+        inner = expr[2][0] if expr[0] == "fn" and expr[1] == "tostring" \
+            else expr
+        if inner[0] != "path":
+            raise KqlError("NotEmulated", f"{word}: name this column"
+                           " (name = expression)", start)
+        return "_".join(str(k) for k in inner[1]), expr
+
+    def sort_key(self):
+        expr = self.expr()
+        desc = True                   # KQL sorts descending by default
+        if self.accept("asc"):
+            desc = False
+        elif self.accept("desc"):
+            desc = True
+        return expr, desc
+
+    # -- expressions
+
+    def expr(self):
+        left = self.conj()
+        while self.accept("or"):
+            left = ("or", left, self.conj())
+        return left
+
+    def conj(self):
+        left = self.comparison()
+        while self.accept("and"):
+            left = ("and", left, self.comparison())
+        return left
+
+    def comparison(self):
+        left = self.primary()
+        tok = self.peek()
+        op = tok[1]
+        negated = tok[1] == "!" and self.peek(1)[0] == "name"
+        if negated:
+            op = "!" + self.peek(1)[1]
+        if tok[0] in ("op", "name") and (op in KQL_CMP or op in KQL_IN):
+            self.take()
+            if negated:
+                self.take()
+            if op in KQL_IN:
+                return ("in", op, left, self.literal_list())
+            return ("cmp", op, left, self.primary())
+        if tok[0] == "op" and op in ("<", ">", "<=", ">=", "+", "-", "*",
+                                     "/", "%"):
+            raise KqlError("NotEmulated", f"operator {op!r} is not"
+                           " emulated", tok)
+        if tok[0] == "name" and op in ("has", "has_cs", "matches",
+                                       "contains_cs", "startswith_cs",
+                                       "endswith_cs", "between", "has_any",
+                                       "has_all", "hasprefix", "hassuffix",
+                                       "!has"):
+            raise KqlError("NotEmulated", f"operator {op!r} is not"
+                           " emulated", tok)
+        return left
+
+    def literal_list(self):
+        self.expect("(")
+        values = [self.literal()]
+        while self.accept(","):
+            values.append(self.literal())
+        self.expect(")")
+        return values
+
+    def literal(self):
+        tok = self.take()
+        if tok[0] == "str":
+            return kql_string(tok[1])
+        if tok[0] == "num":
+            return int(tok[1])
+        if tok[1] in ("true", "false"):
+            return tok[1] == "true"
+        self.fail(f"expected a literal, found {tok[1] or 'the end'!r}", tok)
+
+    def primary(self):
+        tok = self.peek()
+        if tok[0] in ("str", "num") or tok[1] in ("true", "false"):
+            return ("lit", self.literal())
+        if self.accept("("):
+            inner = self.expr()
+            self.expect(")")
+            return inner
+        if tok[0] != "name":
+            self.fail(f"expected a value, found {tok[1] or 'the end'!r}",
+                      tok)
+        if self.peek(1)[1] == "(":
+            return self.function()
+        return self.path()
+
+    def function(self):
+        tok = self.take()
+        if tok[1] not in KQL_FUNCTIONS:
+            raise KqlError("NotEmulated", f"function {tok[1]!r} is not"
+                           f" emulated; these are: {', '.join(KQL_FUNCTIONS)}",
+                           tok)
+        self.expect("(")
+        arg = self.expr()
+        self.expect(")")
+        return ("fn", tok[1], [arg])
+
+    def path(self):
+        tok = self.take()
+        if tok[1] not in self.columns:
+            raise KqlError("FailedToResolveScalarExpression", "Failed to"
+                           f" resolve scalar expression named '{tok[1]}'",
+                           tok)
+        keys = [tok[1]]
+        while True:
+            if self.accept("."):
+                keys.append(self.name())
+            elif self.accept("["):
+                key = self.take()
+                if key[0] == "num":
+                    keys.append(int(key[1]))
+                elif key[0] == "str":
+                    keys.append(kql_string(key[1]))
+                else:
+                    self.fail("expected an index or a quoted key", key)
+                self.expect("]")
+            else:
+                return ("path", keys)
+
+
+def kql_text(v):
+    """tostring(): null is "", dynamic values are JSON."""
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (dict, list)):
+        return json.dumps(v, separators=(",", ":"))
+    return str(v)
+
+
+def kql_eval(e, row):
+    tag = e[0]
+    if tag == "lit":
+        return e[1]
+    if tag == "path":
+        v = row.get(e[1][0])
+        for key in e[1][1:]:
+            if isinstance(key, int) and isinstance(v, list):
+                v = v[key] if -len(v) <= key < len(v) else None
+            elif isinstance(key, str) and isinstance(v, dict):
+                v = v.get(key)
+            else:
+                v = None
+        return v
+    if tag == "and":
+        return kql_eval(e[1], row) is True and kql_eval(e[2], row) is True
+    if tag == "or":
+        return kql_eval(e[1], row) is True or kql_eval(e[2], row) is True
+    if tag == "fn":
+        return kql_function(e[1], kql_eval(e[2][0], row))
+    if tag == "cmp":
+        return kql_compare(e[1], kql_eval(e[2], row), kql_eval(e[3], row))
+    values = e[3]                     # "in"
+    v = kql_text(kql_eval(e[2], row))
+    fold = e[1].endswith("~")
+    hit = any((v.lower() == kql_text(x).lower()) if fold
+              else v == kql_text(x) for x in values)
+    return hit != e[1].startswith("!")
+
+
+def kql_function(name, v):
+    if name == "tostring":
+        return kql_text(v)
+    if name in ("tolower", "toupper"):
+        return getattr(kql_text(v), name[2:])()
+    if name in ("isempty", "isnotempty"):
+        empty = v is None or v == "" or v == [] or v == {}
+        return empty == (name == "isempty")
+    if name in ("isnull", "isnotnull"):
+        return (v is None) == (name == "isnull")
+    if name == "not":
+        return v is not True
+    return len(v) if isinstance(v, list) else None     # array_length
+
+
+def kql_compare(op, a, b):
+    neg = op.startswith("!") and op != "!="
+    base = op[1:] if neg else op
+    if base in ("==", "!="):
+        num = (isinstance(a, (int, float)) and isinstance(b, (int, float))
+               and not isinstance(a, bool) and not isinstance(b, bool))
+        same = a == b if num else kql_text(a) == kql_text(b)
+        return same if base == "==" else not same
+    if base in ("=~", "!~"):
+        same = kql_text(a).lower() == kql_text(b).lower()
+        return same if base == "=~" else not same
+    a, b = kql_text(a).lower(), kql_text(b).lower()
+    hit = {"contains": b in a, "startswith": a.startswith(b),
+           "endswith": a.endswith(b)}[base]
+    return hit != neg
+
+
+def kql_sort_key(v):
+    if v is None:
+        return (0, 0)
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return (1, v)
+    return (2, kql_text(v))
+
+
+def kql_run(ops, rows):
+    """Apply the parsed operators to the rows (dicts, column order kept)."""
+    for op in ops:
+        if op[0] == "where":
+            rows = [r for r in rows if kql_eval(op[1], r) is True]
+        elif op[0] == "project":
+            rows = [{n: kql_eval(e, r) for n, e in op[1]} for r in rows]
+        elif op[0] == "extend":
+            rows = [dict(r, **{n: kql_eval(e, r) for n, e in op[1]})
+                    for r in rows]
+        elif op[0] == "mv-expand":
+            rows = [dict(r, **{op[1]: item}) for r in rows
+                    for item in mv_items(kql_eval(op[2], r))]
+        elif op[0] == "order":
+            for expr, desc in reversed(op[1]):
+                rows.sort(key=lambda r: kql_sort_key(kql_eval(expr, r)),
+                          reverse=desc)
+        elif op[0] == "limit":
+            rows = rows[:op[1]]
+    return rows
+
+
+def mv_items(v):
+    """mv-expand: an array gives one row per element (none if empty), a
+    property bag one per key, anything else one row as it is."""
+    if isinstance(v, list):
+        return v
+    if isinstance(v, dict):
+        return [{k: x} for k, x in v.items()]
+    return [v]
+
+
+def arg_rows(emu, subs):
+    """The Resources table of these subscriptions, sorted by id: VMs,
+    scale sets, bastions, NICs (not a scale set's) and virtual networks.
+    type and resourceGroup lower-cased and location normalised, as the
+    service shows them; a VM has properties.extended.instanceView
+    .powerState."""
+    want_subs = {s.lower() for s in subs}
+    world = emu.world
+    bodies = []
+    for vid, conf in world.vms.values():
+        if VMSS_RE.match(vid):
+            continue
+        body = vm_body(emu, vid, conf)
+        power = emu.vm_power(vid)
+        body["properties"]["extended"] = {"instanceView": {"powerState": {
+            "code": f"PowerState/{power}", "level": "Info",
+            "displayStatus": f"VM {power}"}}}
+        bodies.append(body)
+    for ssid, instances in world.scale_sets().values():
+        bodies.append(vmss_body(emu, ssid, instances))
+    bodies += [bastion_body(emu, bid, conf)
+               for bid, conf in world.bastions.values()]
+    bodies += [nic_body(emu, rec) for rec in world.nics.values()
+               if NIC_RE.match(rec["id"])]
+    bodies += [vnet_body(emu, rec) for rec in world.vnets.values()]
+    rows = []
+    for body in bodies:
+        sub, rg, _ = id_parts(body["id"])
+        if sub.lower() not in want_subs:
+            continue
+        _, sconf = ci_get(emu.cfg.get("subscriptions", {}), sub)
+        rows.append({
+            "id": body["id"], "name": body["name"],
+            "type": body["type"].lower(),
+            "tenantId": (sconf or {}).get("tenant"), "kind": "",
+            "location": arm_location(body.get("location")),
+            "resourceGroup": rg.lower(), "subscriptionId": sub,
+            "managedBy": body.get("managedBy", ""), "sku": body.get("sku"),
+            "plan": None, "properties": body.get("properties", {}),
+            "tags": body.get("tags", {}), "identity": None,
+            "zones": body.get("zones"), "extendedLocation": None})
+    rows.sort(key=lambda r: r["id"].lower())
+    return rows
+
+
+def arg_error(status, code, message, detail=None):
+    """Resource Graph's error: a support line, then details."""
+    cid = str(uuid.uuid4())
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S.0000000Z", time.gmtime())
+    details = [{"code": code, "message": message}]
+    if detail:
+        details.append(detail)
+    return json_resp(status, {"error": {
+        "code": "BadRequest" if status == 400 else code,
+        "message": "Please provide below info when asking for support:"
+                   f" timestamp = {stamp}, correlationId = {cid}.",
+        "details": details}}, [("x-ms-correlation-request-id", cid)])
+
+
+def kql_failure(query, e):
+    """400 InvalidQuery; the second detail says where and why."""
+    detail = {"code": e.code, "message": str(e)}
+    if e.tok is not None:
+        offset = e.tok[2]
+        line = query.count("\n", 0, offset) + 1
+        detail.update(line=line, characterPositionInLine=offset - (
+            query.rfind("\n", 0, offset) + 1), token=e.tok[1])
+    return arg_error(400, "InvalidQuery", "Query is invalid. Please refer"
+                     " to the documentation for the Azure Resource Graph"
+                     " service and fix the error before retrying.", detail)
+
+
+def skip_token(query_key, offset):
+    raw = json.dumps({"q": query_key, "o": offset}).encode()
+    return base64.b64encode(raw).decode()
+
+
+def read_skip_token(token, query_key):
+    try:
+        obj = json.loads(base64.b64decode(token, validate=True))
+        if obj["q"] == query_key and isinstance(obj["o"], int):
+            return obj["o"]
+    except (ValueError, TypeError, KeyError):
+        pass
+    return None
+
+
+def arg_request(body):
+    """(query, subscriptions or None, options) of a request body, or an
+    error message."""
+    if not isinstance(body, dict) or not isinstance(body.get("query"), str):
+        return "the body must be a JSON object with a \"query\" string"
+    subs = body.get("subscriptions")
+    if subs is not None and not is_str_list(subs):
+        return "\"subscriptions\" must be a list of subscription ids"
+    if body.get("managementGroups") or body.get("facets"):
+        return "managementGroups and facets are not emulated"
+    opts = body.get("options") or {}
+    if not isinstance(opts, dict):
+        return "\"options\" must be an object"
+    if opts.get("resultFormat", "objectArray") != "objectArray":
+        return "only resultFormat objectArray is emulated"
+    for key, low, high in (("$top", 1, ARG_MAX_TOP), ("$skip", 0, None)):
+        val = opts.get(key)
+        if val is not None and not (
+                isinstance(val, int) and not isinstance(val, bool)
+                and val >= low and (high is None or val <= high)):
+            return f"options.{key}: an integer from {low}" + (
+                f" to {high}" if high else "")
+    return body["query"], subs, opts
+
+
+def h_resourcegraph(emu, req, route):
+    """POST /providers/Microsoft.ResourceGraph/resources: run the query
+    over the subscriptions the token may see; answer a page."""
+    if req.query["api-version"] not in ARG_API_VERSIONS:
+        return arm_error(400, "InvalidApiVersionParameter", "The"
+                         f" api-version '{req.query['api-version']}' is"
+                         " invalid. The supported versions are '"
+                         + ",".join(ARG_API_VERSIONS) + "'.")
+    try:
+        parsed = arg_request(json.loads(req.body or b"null"))
+    except ValueError:
+        parsed = "the body is not JSON"
+    if isinstance(parsed, str):
+        return arg_error(400, "InvalidRequestContent", parsed)
+    query, asked, opts = parsed
+    req.note = {"query": query[:2000]}
+    visible = visible_subscriptions(emu, bearer_claims(req))
+    subs = visible
+    if asked is not None:
+        subs = [s for s in visible if s.lower() in
+                {a.lower() for a in asked}]
+        if asked and not subs:
+            return arg_error(403, "AccessDenied", "Access is denied to the"
+                             " requested resource. The user might not have"
+                             " enough permission.")
+    try:
+        ops = KqlParser(query).query()
+    except KqlError as e:
+        return kql_failure(query, e)
+    rows = kql_run(ops, arg_rows(emu, subs))
+    key = sha256_hex(query + "\n" + ",".join(sorted(s.lower()
+                                                     for s in subs)))[:16]
+    offset = opts.get("$skip") or 0
+    if any(op[0] == "limit" for op in ops):
+        offset = 0                    # the service ignores $skip then
+    if opts.get("$skipToken"):
+        offset = read_skip_token(opts["$skipToken"], key)
+        if offset is None:
+            return arg_error(400, "InvalidSkipToken", "The $skipToken is"
+                             " not valid for this query.")
+    size = opts.get("$top") or emu.cfg.get("resourcegraph_page_size",
+                                          ARG_MAX_TOP)
+    page = rows[offset:offset + size]
+    more = offset + len(page) < len(rows)
+    # Paging needs the id column, as the service says; else truncation.
+    pageable = all("id" in r for r in rows)
+    body = copy.deepcopy(emu.fixtures["arg_page"])
+    body.update(totalRecords=len(rows), count=len(page), facets=[],
+                resultTruncated="true" if more and not pageable
+                else "false", data=page)
+    if more and pageable:
+        body["$skipToken"] = skip_token(key, offset + len(page))
+    else:
+        body.pop("$skipToken", None)
+    return arm_ok(body)
+
+
+ARM_HANDLERS["resourcegraph"] = h_resourcegraph
 
 
 # ---------------------------------------------------------------- tokens
@@ -1867,10 +3654,15 @@ async def handle_tokens_post(emu, req):
 
 
 def new_session(emu, req, form, port):
-    bid, bconf = emu.bastion_for_host(req.header("host"))
+    bid, bconf = emu.bastion_for_host(req.header("host"), req.local_port)
     if bid is None:
         return unexpected_error()
     dev = is_developer(bconf)
+    host = req.header("host").lower()
+    if dev and host == emu.bastion_dns(bid, bconf).lower() != \
+            emu.bastion_pod(bid, bconf).lower():
+        # Developer: sessions are the data pod's, not omnibrain's.
+        return bastion_error(404, "Not found")
     sku = str(bconf.get("sku", "Standard")).lower()
     if sku == "basic" or (not dev and bconf.get("enableTunneling",
                                                  True) is not True):
@@ -1882,13 +3674,18 @@ def new_session(emu, req, form, port):
     host, local_port = target
     sess = Session(rid, bid, dev, host, local_port, port,
                    form.get("hostname"))
+    # Developer: whether the data pod has node ids is not known (Q11).
+    sess.node_id = not dev or bconf.get("node_id", True) is not False
     emu.sessions[sess.auth] = sess
     emu.ws_index[sess.ws_token] = sess
     emu.created += 1
     # X-Node-Id and "token" (previous session) are accepted and ignored.
-    return json_resp(200, {"authToken": sess.auth, "nodeId": sess.node,
-                           "websocketToken": sess.ws_token, "username": "",
-                           "dataSource": "", "availableDataSources": []})
+    body = {"authToken": sess.auth, "nodeId": sess.node,
+            "websocketToken": sess.ws_token, "username": "",
+            "dataSource": "", "availableDataSources": []}
+    if not sess.node_id:
+        del body["nodeId"]
+    return json_resp(200, body)
 
 
 def resolve_target(emu, bconf, dev, rid, form, port):
@@ -1901,7 +3698,9 @@ def resolve_target(emu, bconf, dev, rid, form, port):
         if dev or not bconf.get("enableIpConnect", False):
             # Live status is 403 (AGB PR #9149); the wording is ours.
             return bastion_error(403, "IP based connection is not enabled")
-        ip_map = {norm_ip(k): v for k, v in emu.cfg.get("ip_map", {}).items()}
+        ip_map = emu.world.ip_targets()
+        ip_map.update({norm_ip(k): v
+                       for k, v in emu.cfg.get("ip_map", {}).items()})
         ip = ip_map.get(ip, ip)
         return ip, map_port(emu, {}, port)
     if not (VM_RE.match(rid) or VMSS_RE.match(rid)):
@@ -1930,7 +3729,11 @@ async def handle_tokens_delete(emu, req, auth):
     sess = emu.sessions.get(auth)
     if sess is None:
         return bastion_error(404, "Session already deleted")
-    if req.header("x-node-id") != sess.node:
+    node = req.header("x-node-id", None)
+    # A Developer session may come without X-Node-Id (Q11); a wrong one
+    # is refused wherever the session has a node id.
+    if sess.node_id and node != sess.node and not (sess.developer
+                                                   and node is None):
         return bastion_error(400, "Invalid node id")
     # An open WebSocket is left running: live behaviour is not documented.
     del emu.sessions[auth]
@@ -1953,11 +3756,23 @@ async def handle_connection(emu, req):
         return text_resp(400, "Bad Request")
     if emu.token_state(str(body.get("azToken"))) != "valid":
         return text_resp(401, "Unauthorized")
-    _, bconf = ci_get(emu.cfg.get("bastions", {}),
-                      str(body.get("bastionResourceId")))
+    bid, bconf = emu.world.bastions.get(
+        str(body.get("bastionResourceId")).lower(), (None, None))
     if bconf is None or not is_developer(bconf):
         return text_resp(404, "Bastion not found")
-    return text_resp(200, emu.bastion_pod(bconf))
+    # Our checks, to catch client bugs; the live wording is unknown.
+    if body.get("connectionType") != "nativeclient":
+        return text_resp(400, "Unsupported connectionType")
+    rid = str(body.get("resourceId", ""))
+    if not (VM_RE.match(rid) or VMSS_RE.match(rid)):
+        return text_resp(400, "Invalid resourceId")
+    port = body.get("vmPort")
+    if isinstance(port, str) and port.isdigit():
+        port = int(port)
+    if (not isinstance(port, int) or isinstance(port, bool)
+            or not 0 < port < 65536):
+        return text_resp(400, "Invalid vmPort")
+    return text_resp(200, emu.bastion_pod(bid, bconf))
 
 
 # ---------------------------------------------------------------- MI
@@ -2246,8 +4061,13 @@ async def handle_emu(emu, req, what):
         if get and what == "devicecode":
             return json_resp(200, {"flows": [
                 f.public() for f in emu.device_flows.values()]})
+        if get and what == "world":
+            return json_resp(200, world_view(emu))
         if req.method == "POST":
-            return emu_post(emu, req, what)
+            resp = emu_post(emu, req, what)
+            if what == "config":
+                await emu.sync_listeners()
+            return resp
     except (ValueError, ConfigError) as e:
         return json_resp(400, {"message": str(e)})
     except LookupError as e:
@@ -2270,7 +4090,21 @@ def emu_post(emu, req, what):
         new.pop("faults", None)
         validate_config(new)
         emu.cfg = new
+        if "vms" in body:             # the config says how they are now
+            emu.power.clear()
+            emu.vm_ops.clear()
         return json_resp(200, emu.cfg)
+    if what == "power":
+        vid, conf = emu.world.vm(str(body.get("vm")))
+        if conf is None:
+            raise LookupError(f"no such VM in config: {body.get('vm')!r}")
+        if body.get("power") not in POWER_STATES:
+            raise ConfigError(f"power: one of {list(POWER_STATES)}")
+        for op in emu.vm_ops.values():
+            if op.vm.lower() == vid.lower() and op.status == "InProgress":
+                op.done_at = float("inf")     # overtaken: never settles
+        emu.power[vid.lower()] = body["power"]
+        return json_resp(200, world_view(emu)["vms"][vid])
     if what == "devicecode/approve":
         flow = flow_by_user_code(emu, body)
         approve_flow(emu, flow, body.get("user"))
@@ -2282,6 +4116,27 @@ def emu_post(emu, req, what):
     if what == "revoke":
         return json_resp(200, {"revoked": revoke(emu, body)})
     return json_resp(404, {"message": f"no such test endpoint: {what}"})
+
+
+def world_view(emu):
+    """What tests need to know of the world: bastion endpoints and
+    ports, VM power states and NICs, start operations."""
+    return {
+        "bastions": {bid: {"dnsName": emu.bastion_dns(bid, conf),
+                           "dataPod": emu.bastion_pod(bid, conf)
+                           if is_developer(conf) else None,
+                           "port": emu.bastion_port(bid),
+                           "vnet": bastion_vnet(conf)}
+                     for bid, conf in emu.world.bastions.values()},
+        "vms": {vid: {"power": emu.vm_power(vid),
+                      "computerName": computer_name(vid, conf),
+                      "nics": [n["id"] for n in
+                               emu.world.vm_nics.get(vid.lower(), [])],
+                      "vnets": sorted(emu.world.vnets[v]["id"] for v in
+                                      emu.world.vm_vnets(vid))}
+                for vid, conf in emu.world.vms.values()},
+        "operations": [dict(op.body(), vm=op.vm)
+                       for op in emu.vm_ops.values()]}
 
 
 def revoke(emu, body):
@@ -2467,7 +4322,10 @@ class Relay:
     async def run(self):
         self.emu.relays.add(self)
         try:
-            if await self.connect_target():
+            self.sess.unreachable = unreachable_reason(self.emu, self.sess)
+            if self.sess.unreachable:
+                log(f"target unreachable: {self.sess.unreachable}")
+            if not self.sess.unreachable and await self.connect_target():
                 await self.relay()
             else:
                 # Live behaviour unknown; a WS close is the natural signal.
@@ -2673,6 +4531,25 @@ TOMCAT_400 = (
     '.</p><hr class="line" /><h3>Apache Tomcat</h3></body></html>')
 
 
+def unreachable_reason(emu, sess):
+    """Why the Bastion cannot reach the target, or None: a VM that is not
+    running, or networks that are known and neither shared nor peered."""
+    _, bconf = emu.world.bastions.get(sess.bastion.lower(), (None, None))
+    m = HOSTCONNECT_RE.match(sess.resource_id)
+    if m:
+        ip = norm_ip(urllib.parse.unquote(m.group(1)))
+        return bconf and ip and emu.world.unreachable(
+            bconf, emu.world.ip_vnets(ip)) or None
+    vid, conf = emu.world.vm(sess.resource_id)
+    if conf is None:
+        return None
+    power = emu.vm_power(vid)
+    if power != "running":
+        return f"the VM is {power}"
+    return bconf and emu.world.unreachable(
+        bconf, emu.world.vm_vnets(vid)) or None
+
+
 def accept_value(key):
     digest = hashlib.sha1((key + WS_GUID).encode()).digest()
     return base64.b64encode(digest).decode()
@@ -2707,8 +4584,8 @@ def find_ws_session(emu, req, kind, token):
     node = req.query.get("X-Node-Id")
     if kind == "v2" and (sess.developer or node != sess.node):
         return None
-    if kind == "omni" and (not sess.developer
-                           or node not in (None, sess.node)):
+    if kind == "omni" and (not sess.developer or (
+            sess.node_id and node not in (None, sess.node))):
         return None
     return sess
 
@@ -2783,7 +4660,8 @@ def route(req):
         return "entra", segs[0]
     if len(low) == 4 and low[1:] == ["oauth2", "v2.0", "devicecode"]:
         return "devicecode", segs[0]
-    if low[:1] == ["subscriptions"]:
+    if low[:1] == ["subscriptions"] or low[:2] == ["providers",
+                                                  "microsoft.resourcegraph"]:
         return "arm", segs
     if segs == ["api", "tokens"]:
         return "tokens_post", None
@@ -2842,6 +4720,7 @@ async def dispatch(emu, req, role, arg):
 async def serve_requests(emu, reader, writer, conn, plain):
     """HTTP/1.1 keep-alive loop; a WebSocket upgrade takes the connection.
     plain: the managed identity listener, with its own routes."""
+    sockname = writer.get_extra_info("sockname") or (None, None)
     while True:
         try:
             req = await read_request(reader, writer)
@@ -2852,6 +4731,7 @@ async def serve_requests(emu, reader, writer, conn, plain):
         if req is None:
             return
         req.conn = conn
+        req.local_port = sockname[1]
         role, arg = route_plain(req) if plain else route(req)
         if role == "ws":
             await handle_ws(emu, req, reader, writer, *arg)
@@ -2947,10 +4827,28 @@ async def serve(args, emu):
     servers = [await asyncio.start_server(on_conn(False), args.listen,
                                           args.port, limit=STREAM_LIMIT)]
     emu.port = servers[0].sockets[0].getsockname()[1]
+
+    async def open_listener(port):
+        # A bastion's own port: the same TLS and routes as the main one.
+        try:
+            server = await asyncio.start_server(
+                on_conn(False), args.listen, port, limit=STREAM_LIMIT)
+        except OSError as e:
+            raise ConfigError(f"own_port {port}: {e}")
+        servers.append(server)
+        return server.sockets[0].getsockname()[1]
+    emu.open_listener = open_listener
+    try:
+        await emu.sync_listeners()
+    except ConfigError as e:
+        print(f"azure_emu: {e}", file=sys.stderr)
+        for server in servers:
+            server.close()
+        return 2
     if args.plain_port_file or args.plain_port:
         servers.append(await asyncio.start_server(
             on_conn(True), args.listen, args.plain_port, limit=STREAM_LIMIT))
-        emu.plain_port = servers[1].sockets[0].getsockname()[1]
+        emu.plain_port = servers[-1].sockets[0].getsockname()[1]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -2973,6 +4871,7 @@ async def serve(args, emu):
         writer.transport.abort()
         task.cancel()
     await asyncio.gather(*conns, return_exceptions=True)
+    return 0
 
 
 def parse_args(argv):
@@ -3022,8 +4921,7 @@ def main(argv):
     except (OSError, ValueError, KeyError, ConfigError) as e:
         print(f"azure_emu: {e}", file=sys.stderr)
         return 2
-    asyncio.run(serve(args, emu))
-    return 0
+    return asyncio.run(serve(args, emu))
 
 
 if __name__ == "__main__":
