@@ -102,6 +102,30 @@ UA_CLIENT=6b5a4c3d-4444-4f1e-8d2c-1b0a9f8e7d6c
 UA_OBJECT=3c2b1a0f-5555-4e9d-8c7b-6a5f4e3d2c1b
 UA_RES=/subscriptions/$SUB/resourceGroups/rg-id/providers/Microsoft.ManagedIdentity/userAssignedIdentities/ua1
 APPSVC_HEADER=idh-$RANDOM$RANDOM
+# The world of Resource Graph: subscriptions, networks, more bastions and VMs
+SUB2=55555555-6666-7777-8888-999999999999
+SUB3=aaaaaaaa-0000-4000-8000-00000000000a    # no access for our principals
+SUB4=bbbbbbbb-0000-4000-8000-00000000000b    # another tenant's
+OTHER_TENANT=0f0f0f0f-0000-4000-8000-000000000001
+NET=providers/Microsoft.Network
+CMP=providers/Microsoft.Compute
+VNET_HUB=/subscriptions/$SUB/resourceGroups/rg-hub/$NET/virtualNetworks/vnet-hub
+VNET_APP=/subscriptions/$SUB/resourceGroups/rg-app/$NET/virtualNetworks/vnet-app
+VNET_LONE=/subscriptions/$SUB/resourceGroups/rg-lone/$NET/virtualNetworks/vnet-lone
+VNET_DEV=/subscriptions/$SUB/resourceGroups/rg-hub/$NET/virtualNetworks/vnet-dev
+VNET_DB=/subscriptions/$SUB2/resourceGroups/rg-db/$NET/virtualNetworks/vnet-db
+PREMBASTION=/subscriptions/$SUB2/resourceGroups/rg-db/$NET/bastionHosts/bh-prem
+VMOFF=/subscriptions/$SUB/resourceGroups/rg-app/$CMP/virtualMachines/vm-off
+VMFAIL=/subscriptions/$SUB/resourceGroups/rg-app/$CMP/virtualMachines/vm-broken
+VMLONE=/subscriptions/$SUB/resourceGroups/rg-lone/$CMP/virtualMachines/vm-lone
+VMDEV=/subscriptions/$SUB/resourceGroups/rg-hub/$CMP/virtualMachines/vm-dev
+VMDB=/subscriptions/$SUB2/resourceGroups/rg-db/$CMP/virtualMachines/vm-db
+TWIN1=/subscriptions/$SUB/resourceGroups/rg-a/$CMP/virtualMachines/twin
+TWIN2=/subscriptions/$SUB2/resourceGroups/rg-b/$CMP/virtualMachines/twin
+SSVM=/subscriptions/$SUB/resourceGroups/rg-app/$CMP/virtualMachineScaleSets/ss1/virtualMachines/3
+VMSECRET=/subscriptions/$SUB3/resourceGroups/rg-s/$CMP/virtualMachines/secret
+VMOTHER=/subscriptions/$SUB4/resourceGroups/rg-o/$CMP/virtualMachines/vm-other
+PE_NIC=/subscriptions/$SUB/resourceGroups/rg-app/$NET/networkInterfaces/pe-nic
 
 # ---------------------------------------------------------------- setup
 
@@ -233,11 +257,44 @@ start_emu() {
     "resource_id": "$UA_RES"}]},
  "appservice_header": "$APPSVC_HEADER", "arc_token_dir": "$T/arc",
  "cloudshell_user": "$UPN",
+ "subscriptions": {"$SUB": {}, "$SUB2": {"tenant": "$TENANT"},
+   "$SUB3": {"principals": ["someone-else"]},
+   "$SUB4": {"tenant": "$OTHER_TENANT"}},
+ "vnets": {
+   "$VNET_HUB": {"address_prefixes": ["10.0.0.0/16"], "peerings": ["$VNET_APP"]},
+   "$VNET_APP": {"address_prefixes": ["10.1.0.0/16"],
+                 "subnets": {"default": "10.1.0.0/24"}, "peerings": ["$VNET_HUB"]},
+   "$VNET_LONE": {"address_prefixes": ["10.3.0.0/16"], "peerings": ["$VNET_HUB"]},
+   "$VNET_DEV": {"address_prefixes": ["10.2.0.0/16"]},
+   "$VNET_DB": {"address_prefixes": ["10.4.0.0/16"], "location": "westeurope"}},
  "bastions": {
    "$BASTION": {"sku": "Standard", "enableTunneling": true,
-                "enableIpConnect": false},
-   "$DEVBASTION": {"sku": "Developer", "absent": ["enableIpConnect"]}},
- "vms": {"$VM": {"ip": "127.0.0.1", "port_map": {"22": $ECHO_PORT}}}}
+                "enableIpConnect": false, "vnet": "$VNET_HUB"},
+   "$DEVBASTION": {"sku": "Developer", "absent": ["enableIpConnect"],
+                   "vnet": "$VNET_DEV", "own_port": true},
+   "$PREMBASTION": {"sku": "Premium", "enableTunneling": true,
+                    "enableIpConnect": true, "own_port": true, "vnet": "$VNET_DB"}},
+ "vms": {"$VM": {"ip": "127.0.0.1", "port_map": {"22": $ECHO_PORT},
+                 "private_ip": "10.1.0.4", "vnet": "$VNET_APP",
+                 "computer_name": "web01"},
+         "$VMOFF": {"ip": "127.0.0.1", "port_map": {"22": $ECHO_PORT},
+                    "private_ip": "10.1.0.5", "vnet": "$VNET_APP",
+                    "power": "deallocated", "start_delay_s": 0.4},
+         "$VMFAIL": {"ip": "127.0.0.1", "power": "stopped", "start_delay_s": 0.1,
+                     "start_error": {"code": "AllocationFailed",
+                                     "message": "No capacity for this size."}},
+         "$VMLONE": {"ip": "127.0.0.1", "port_map": {"22": $ECHO_PORT},
+                     "private_ip": "10.3.0.4", "vnet": "$VNET_LONE"},
+         "$VMDEV": {"ip": "127.0.0.1", "port_map": {"22": $ECHO_PORT},
+                    "private_ip": "10.2.0.4", "vnet": "$VNET_DEV"},
+         "$VMDB": {"ip": "127.0.0.1", "port_map": {"22": $ECHO_PORT},
+                   "private_ip": "10.4.0.5", "vnet": "$VNET_DB",
+                   "location": "westeurope"},
+         "$SSVM": {"ip": "127.0.0.1", "port_map": {"22": $ECHO_PORT},
+                   "private_ip": "10.1.0.10", "vnet": "$VNET_APP"},
+         "$TWIN1": {"ip": "127.0.0.1"}, "$TWIN2": {"ip": "127.0.0.1"},
+         "$VMSECRET": {"ip": "127.0.0.1"}, "$VMOTHER": {"ip": "127.0.0.1"}},
+ "nics": {"$PE_NIC": {"private_ip": "10.1.0.200", "vnet": "$VNET_APP"}}}
 EOF
 	$PY "$here/azure_emu.py" --cert "$T/ca/server.pem" \
 		--key "$T/ca/server.key" --config "$T/emu.json" \
@@ -336,6 +393,294 @@ t_arm_vm() {
 	arm 200 "$VM?$ARMQ" -H "Authorization: Bearer $TOKEN" &&
 		assert "d['id'] == '$VM' and d['name'] == 'vm1'" &&
 		assert "d['type'] == 'Microsoft.Compute/virtualMachines'"
+}
+
+# ---------------------------------------------------------------- world
+
+# argq STATUS QUERY [EXTRA]: a Resource Graph query; EXTRA (JSON) is
+# merged into the request body (subscriptions, options). ARGV picks the
+# api-version.
+argq() {
+	local body
+	body=$($PY -c 'import json, sys
+b = {"query": sys.argv[1]}
+b.update(json.loads(sys.argv[2] or "{}"))
+print(json.dumps(b))' "$2" "${3-}") || return 1
+	expect "$1" POST "/providers/Microsoft.ResourceGraph/resources?api-version=${ARGV:-2021-03-01}" \
+		-H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -d "$body"
+}
+
+VMQ='Resources | where type =~ "microsoft.compute/virtualmachines"'
+PROJ='| project id, name, resourceGroup, subscriptionId, location, properties'
+
+t_arg_vm_name() {
+	argq 200 "$VMQ | where name =~ \"WEB01\" or properties.osProfile.computerName =~ \"WEB01\" $PROJ" &&
+		assert "d['totalRecords'] == d['count'] == 1 and d['resultTruncated'] == 'false' and d['facets'] == []" &&
+		assert "'\$skipToken' not in d and list(d['data'][0]) == ['id', 'name', 'resourceGroup', 'subscriptionId', 'location', 'properties']" &&
+		assert "d['data'][0]['id'] == '$VM' and d['data'][0]['resourceGroup'] == 'rg-app' and d['data'][0]['subscriptionId'] == '$SUB'" &&
+		assert "d['data'][0]['properties']['osProfile']['computerName'] == 'web01'"
+}
+
+t_arg_ambiguous() {
+	argq 200 "$VMQ | where name =~ 'twin' | project id" &&
+		assert "[r['id'] for r in d['data']] == ['$TWIN1', '$TWIN2']"
+}
+
+t_arg_by_ip() {
+	local q='Resources | where type =~ "microsoft.network/networkinterfaces" | mv-expand ipc = properties.ipConfigurations'
+	q="$q | where ipc.properties.privateIPAddress == '%s' | project id, vmId = tostring(properties.virtualMachine.id), subnetId = tostring(ipc.properties.subnet.id)"
+	# shellcheck disable=SC2059
+	argq 200 "$(printf "$q" 10.1.0.5)" &&
+		assert "[r['vmId'] for r in d['data']] == ['$VMOFF']" &&
+		assert "d['data'][0]['subnetId'] == '$VNET_APP/subnets/default'" || return 1
+	# shellcheck disable=SC2059
+	argq 200 "$(printf "$q" 10.1.0.200)" &&
+		assert "[(r['id'], r['vmId']) for r in d['data']] == [('$PE_NIC', '')]"
+}
+
+# The client's algorithm, over what Resource Graph answers: the bastions
+# in the VM's virtual network, or in one peered with it (Connected),
+# Developer ones only in the same network.
+t_arg_discovery() {
+	argq 200 'Resources | where type =~ "microsoft.network/bastionhosts" | project id, sku, properties' &&
+		cp "$T/body" "$T/bastions.json" &&
+		argq 200 'Resources | where type in~ ("microsoft.network/networkinterfaces") | project id, properties' &&
+		cp "$T/body" "$T/nics.json" &&
+		argq 200 'Resources | where type =~ "microsoft.network/virtualnetworks" | project id, peerings = properties.virtualNetworkPeerings' || return 1
+	$PY - "$T" <<EOF
+import json, sys
+t = sys.argv[1]
+load = lambda n: json.load(open(f"{t}/{n}.json"))["data"]
+low = str.lower
+vnet = lambda subnet: low(subnet.split("/subnets/")[0])
+peers = {low(v["id"]): {low(p["properties"]["remoteVirtualNetwork"]["id"])
+                        for p in v["peerings"]
+                        if p["properties"]["peeringState"] == "Connected"}
+         for v in json.load(open(f"{t}/body"))["data"]}
+def bastion_vnet(b):
+    p = b["properties"]
+    if b["sku"]["name"] == "Developer":
+        return low(p["virtualNetwork"]["id"]), True
+    return vnet(p["ipConfigurations"][0]["properties"]["subnet"]["id"]), False
+def candidates(vm):
+    nets = {vnet(c["properties"]["subnet"]["id"])
+            for n in load("nics") if low(n["properties"].get("virtualMachine", {}).get("id", "")) == low(vm)
+            for c in n["properties"]["ipConfigurations"]}
+    out = []
+    for b in load("bastions"):
+        bv, dev = bastion_vnet(b)
+        if bv in nets or (not dev and any(n in peers.get(bv, ()) and bv in peers.get(n, ()) for n in nets)):
+            out.append(b["id"].rsplit("/", 1)[1])
+    return out
+got = {vm.rsplit("/", 1)[1]: candidates(vm) for vm in ("$VM", "$VMDEV", "$VMDB", "$VMLONE")}
+want = {"vm1": ["bh1"], "vm-dev": ["bh-dev"], "vm-db": ["bh-prem"], "vm-lone": []}
+sys.exit(0 if got == want else f"candidates {got}")
+EOF
+}
+
+t_arg_scope() {
+	argq 200 'Resources | project subscriptionId' || return 1
+	assert "sorted(set(r['subscriptionId'] for r in d['data'])) == sorted(['$SUB', '$SUB2'])" &&
+		argq 403 Resources "{\"subscriptions\": [\"$SUB3\"]}" &&
+		assert "d['error']['code'] == 'AccessDenied' and d['error']['details'][0]['code'] == 'AccessDenied'" &&
+		argq 200 'Resources | project subscriptionId' "{\"subscriptions\": [\"$SUB2\", \"$SUB3\"]}" &&
+		assert "d['count'] > 0 and set(r['subscriptionId'] for r in d['data']) == {'$SUB2'}"
+}
+
+# shellcheck disable=SC2016 # $top, $skip, $skipToken: JSON keys
+t_arg_paging() {
+	local token='' ids='' n=0
+	while :; do
+		ARGV=2024-04-01 argq 200 'Resources | project id, type' \
+			"{\"options\": {\"\$top\": 4${token:+, \"\$skipToken\": \"$token\"}}}" || return 1
+		ids="$ids $(body '" ".join(r["id"] for r in d["data"])')"
+		n=$((n + 1))
+		token=$(body 'd.get("$skipToken", "")')
+		[ -n "$token" ] || break
+		assert "d['count'] == 4" || return 1
+	done
+	$PY -c 'import json, sys
+ids = sys.argv[1].split()
+total = json.load(open(sys.argv[2]))["totalRecords"]
+ok = len(ids) == total == len(set(ids)) and ids == sorted(ids, key=str.lower)
+sys.exit(0 if ok else f"{len(ids)} ids, totalRecords {total}")' "$ids" "$T/body" &&
+		echo "$n pages"
+}
+
+# shellcheck disable=SC2016 # $top, $skip, $skipToken: JSON keys
+t_arg_truncated() {
+	argq 200 'Resources | project name' '{"options": {"$top": 2}}' &&
+		assert "d['resultTruncated'] == 'true' and '\$skipToken' not in d and d['count'] == 2" &&
+		argq 200 'Resources | project id | limit 3' '{"options": {"$skip": 2}}' &&
+		assert "d['totalRecords'] == 3 and d['count'] == 3"
+}
+
+# arg_invalid DETAIL-CODE QUERY: 400 InvalidQuery, second detail DETAIL-CODE
+arg_invalid() {
+	argq 400 "$2" &&
+		assert "d['error']['code'] == 'BadRequest' and d['error']['message'].startswith('Please provide below info')" &&
+		assert "[x['code'] for x in d['error']['details']] == ['InvalidQuery', '$1']"
+}
+
+# shellcheck disable=SC2016 # $top, $skip, $skipToken: JSON keys
+t_arg_invalid() {
+	arg_invalid NotEmulated 'Resources | summarize count() by type' &&
+		assert "d['error']['details'][1]['token'] == 'summarize'" &&
+		arg_invalid NotEmulated 'ResourceContainers | project id' &&
+		arg_invalid NotEmulated 'Resources | where name has "x"' &&
+		arg_invalid FailedToResolveScalarExpression 'Resources | project id | where name == "x"' &&
+		arg_invalid ParserFailure "Resources | where name == 'x" &&
+		ARGV=2019-04-01 argq 400 Resources && assert "d['error']['code'] == 'InvalidApiVersionParameter'" &&
+		argq 400 Resources '{"options": {"$skipToken": "bm9wZQ=="}}' &&
+		argq 400 Resources '{"options": {"$top": 5000}}'
+}
+
+t_arg_power() {
+	argq 200 "$VMQ | extend power = tostring(properties.extended.instanceView.powerState.code) | where power != 'PowerState/running' | project name, power | order by name asc" &&
+		assert "[(r['name'], r['power']) for r in d['data']] == [('vm-broken', 'PowerState/stopped'), ('vm-off', 'PowerState/deallocated')]"
+}
+
+iv() { # STATUS VM [curl args]: GET the VM's instance view
+	local vm=$2
+	arm "$1" "$vm/instanceView?api-version=2024-07-01" -H "Authorization: Bearer $TOKEN"
+}
+
+t_arm_instance_view() {
+	iv 200 "$VMOFF" &&
+		assert "[s['code'] for s in d['statuses']] == ['ProvisioningState/succeeded', 'PowerState/deallocated']" &&
+		assert "'computerName' not in d" &&
+		arm 200 "$VM?api-version=2024-07-01&\$expand=instanceView" -H "Authorization: Bearer $TOKEN" &&
+		assert "d['properties']['instanceView']['statuses'][1]['code'] == 'PowerState/running'" &&
+		assert "d['properties']['instanceView']['computerName'] == 'web01' and 'managedBy' not in d" &&
+		assert "d['properties']['networkProfile']['networkInterfaces'] == [{'id': '/subscriptions/$SUB/resourceGroups/rg-app/$NET/networkInterfaces/vm1VMNic'}]"
+}
+
+hdr() { sed -n "s/^$1: //Ip" "$T/hdrs" | tr -d '\r'; }
+
+# start VM: POST .../start; sets ASYNC_URL and LOC_URL
+start() {
+	expect 202 POST "$1/start?api-version=2024-11-01" -H "Authorization: Bearer $TOKEN" || return 1
+	ASYNC_URL=$(hdr Azure-AsyncOperation)
+	LOC_URL=$(hdr Location)
+	case $ASYNC_URL$LOC_URL in
+	*monitor=true*) ;;
+	*) echo "headers: $(cat "$T/hdrs")"; return 1 ;;
+	esac
+}
+
+# poll STATUS URL: GET an operation URL handed out by the emulator
+poll() { expect "$1" GET "${2#"https://localhost:$PORT"}" -H "Authorization: Bearer $TOKEN"; }
+
+t_arm_start() {
+	start "$VMOFF" || return 1
+	[ "${ASYNC_URL%%/subscriptions/*}" = "https://localhost:$PORT" ] || { echo "URL $ASYNC_URL"; return 1; }
+	poll 200 "$ASYNC_URL" && assert "d['status'] == 'InProgress' and 'startTime' in d" &&
+		poll 202 "$LOC_URL" && [ -n "$(hdr Location)" ] &&
+		iv 200 "$VMOFF" && assert "d['statuses'][1]['code'] == 'PowerState/starting'" || return 1
+	sleep 0.45
+	poll 200 "$ASYNC_URL" && assert "d['status'] == 'Succeeded' and 'endTime' in d" &&
+		poll 200 "$LOC_URL" && [ ! -s "$T/body" ] &&
+		iv 200 "$VMOFF" && assert "d['statuses'][1]['code'] == 'PowerState/running'" &&
+		start "$VMOFF" && poll 200 "$ASYNC_URL" && assert "d['status'] == 'Succeeded'"
+}
+
+t_arm_start_fail() {
+	start "$VMFAIL" || return 1
+	sleep 0.15
+	poll 200 "$ASYNC_URL" && assert "d['status'] == 'Failed' and d['error']['code'] == 'AllocationFailed'" &&
+		poll 409 "$LOC_URL" && assert "d['error']['code'] == 'AllocationFailed'" &&
+		iv 200 "$VMFAIL" && assert "d['statuses'][1]['code'] == 'PowerState/stopped'"
+}
+
+t_arm_vmss() {
+	arm 200 "$SSVM?api-version=2024-07-01" -H "Authorization: Bearer $TOKEN" &&
+		assert "d['id'] == '$SSVM' and d['name'] == 'ss1_3' and d['instanceId'] == '3'" &&
+		assert "d['properties']['osProfile']['computerName'] == 'ss1000003'" &&
+		iv 200 "$SSVM" && assert "d['statuses'][1]['code'] == 'PowerState/running'" &&
+		argq 200 'Resources | where type =~ "microsoft.compute/virtualmachinescalesets" | project id, name, capacity = sku.capacity' &&
+		assert "d['data'] == [{'id': '${SSVM%/virtualMachines/3}', 'name': 'ss1', 'capacity': 1}]"
+}
+
+t_arm_nic_vnet() {
+	arm 200 "/subscriptions/$SUB/resourceGroups/rg-app/$NET/networkInterfaces/vm1VMNic?api-version=2024-07-01" \
+		-H "Authorization: Bearer $TOKEN" &&
+		assert "d['properties']['ipConfigurations'][0]['properties']['privateIPAddress'] == '10.1.0.4'" &&
+		assert "d['properties']['virtualMachine']['id'] == '$VM'" &&
+		arm 200 "$VNET_LONE?api-version=2024-07-01" -H "Authorization: Bearer $TOKEN" &&
+		assert "[p['properties']['peeringState'] for p in d['properties']['virtualNetworkPeerings']] == ['Initiated']" &&
+		arm 200 "$VNET_APP?api-version=2024-07-01" -H "Authorization: Bearer $TOKEN" &&
+		assert "[(p['properties']['peeringState'], p['properties']['remoteVirtualNetwork']['id']) for p in d['properties']['virtualNetworkPeerings']] == [('Connected', '$VNET_HUB')]" &&
+		assert "d['properties']['subnets'][0]['properties']['addressPrefix'] == '10.1.0.0/24'"
+}
+
+t_arm_list() {
+	arm 200 "/subscriptions/$SUB/$NET/bastionHosts?api-version=2024-07-01" -H "Authorization: Bearer $TOKEN" &&
+		assert "sorted(b['name'] for b in d['value']) == ['bh-dev', 'bh1'] and 'nextLink' not in d" &&
+		arm 200 "/subscriptions/$SUB2/resourceGroups/rg-db/$NET/bastionHosts?api-version=2024-07-01" \
+			-H "Authorization: Bearer $TOKEN" &&
+		assert "[b['id'] for b in d['value']] == ['$PREMBASTION'] and d['value'][0]['properties']['dnsName'] != 'localhost:$PORT'" &&
+		assert "d['value'][0]['properties']['ipConfigurations'][0]['properties']['subnet']['id'] == '$VNET_DB/subnets/AzureBastionSubnet'" &&
+		expect 200 POST /_emu/config -d '{"arm_list_page_size": 1}' &&
+		arm 200 "/subscriptions/$SUB/$NET/bastionHosts?api-version=2024-07-01" -H "Authorization: Bearer $TOKEN" &&
+		assert "len(d['value']) == 1" || return 1
+	poll 200 "$(body 'd["nextLink"]')" && assert "len(d['value']) == 1 and 'nextLink' not in d" &&
+		expect 200 POST /_emu/config -d '{"arm_list_page_size": null}'
+}
+
+t_arm_access() {
+	arm 403 "$VMSECRET?api-version=2024-07-01" -H "Authorization: Bearer $TOKEN" &&
+		assert "d['error']['code'] == 'AuthorizationFailed' and \"'Microsoft.Compute/virtualMachines/read'\" in d['error']['message']" &&
+		arm 401 "$VMOTHER?api-version=2024-07-01" -H "Authorization: Bearer $TOKEN" &&
+		assert "d['error']['code'] == 'InvalidAuthenticationTokenTenant'" &&
+		hdr WWW-Authenticate | grep -q "authorization_uri=\"https://login.windows.net/$OTHER_TENANT\"" &&
+		arm 404 "/subscriptions/cccccccc-0000-4000-8000-00000000000c/resourceGroups/x/$CMP/virtualMachines/y?api-version=2024-07-01" \
+			-H "Authorization: Bearer $TOKEN" &&
+		assert "d['error']['code'] == 'SubscriptionNotFound'"
+}
+
+t_fault_arg_429() {
+	expect 200 POST /_emu/faults -d '{"resourcegraph_status": {"status": 429, "count": 1}}' &&
+		arm 200 "$VM?$ARMQ" -H "Authorization: Bearer $TOKEN" &&
+		argq 429 Resources && [ "$(hdr Retry-After)" = 1 ] &&
+		[ "$(hdr x-ms-user-quota-remaining)" = 0 ] &&
+		assert "d['error']['code'] == 'RateLimiting'" &&
+		argq 200 'Resources | project id' && expect 200 GET /_emu/faults && assert "d == {}"
+}
+
+t_fault_arm() {
+	expect 200 POST /_emu/faults -d '{"arm_status": [503, {"status": 429, "headers": {"Retry-After": "2"}}],
+		"vm_start_status": {"status": 409, "count": 1, "body": {"error": {"code": "OperationNotAllowed", "message": "busy"}}}}' &&
+		arm 503 "$BASTION?$ARMQ" -H "Authorization: Bearer $TOKEN" &&
+		assert "d['error']['code'] == 'ServiceUnavailable'" &&
+		argq 429 Resources && [ "$(hdr Retry-After)" = 2 ] &&
+		assert "d['error']['code'] == 'TooManyRequests'" &&
+		arm 200 "$BASTION?$ARMQ" -H "Authorization: Bearer $TOKEN" &&
+		expect 409 POST "$VM/start?api-version=2024-11-01" -H "Authorization: Bearer $TOKEN" &&
+		assert "d['error']['message'] == 'busy'" && start "$VM" && expect 200 GET /_emu/faults && assert "d == {}"
+}
+
+t_counters_arm() {
+	local before
+	expect 200 GET /_emu/counters || return 1
+	before=$(cat "$T/body")
+	arm 200 "$BASTION?$ARMQ" -H "Authorization: Bearer $TOKEN" &&
+		arm 200 "$VM?$ARMQ" -H "Authorization: Bearer $TOKEN" && iv 200 "$SSVM" &&
+		argq 200 Resources && argq 400 'Resources | join' && start "$VM" &&
+		poll 200 "$ASYNC_URL" && poll 200 "$LOC_URL" &&
+		arm 404 "/subscriptions/$SUB/resourceGroups/rg-app/$NET/publicIPAddresses/x?$ARMQ" \
+			-H "Authorization: Bearer $TOKEN" &&
+		expect 200 GET /_emu/counters || return 1
+	$PY - "$before" "$T/body" <<'EOF'
+import json, sys
+a, b = json.loads(sys.argv[1]), json.load(open(sys.argv[2]))
+want = {"arm": 9, "arm_bastion_get": 1, "arm_vm_get": 1,
+        "arm_instance_view": 1, "resourcegraph": 2, "vm_start": 1,
+        "asyncop": 2, "arm_other": 1, "arm_nic_get": 0}
+got = {k: b[k] - a[k] for k in want}
+sys.exit(0 if got == want else f"deltas {got}")
+EOF
+	expect 200 GET /_emu/requests &&
+		assert "[r.get('query') for r in d if r.get('kind') == 'resourcegraph'][-1] == 'Resources | join'"
 }
 
 # ---------------------------------------------------------------- grants
@@ -762,6 +1107,125 @@ t_ws_status_fault() {
 		session && ws status 502 && ws ping
 }
 
+# ---------------------------------------------------------------- Developer, more bastions
+
+# dev_connection STATUS JSON: POST /api/connection to the Developer
+# bastion (omnibrain: localhost on its own port); sets POD.
+dev_connection() {
+	local port
+	port=$(curl -s --cacert "$T/ca/ca.pem" "https://localhost:$PORT/_emu/world" |
+		$PY -c "import json,sys; print(json.load(sys.stdin)['bastions']['$DEVBASTION']['port'])")
+	URL_BASE=https://localhost:$port expect "$1" POST /api/connection \
+		-H 'Content-Type: application/json' -d "$2" || return 1
+	POD=127.0.0.1:$port
+}
+
+t_dev_connection() {
+	local ok="{\"resourceId\": \"$VMDEV\", \"bastionResourceId\": \"$DEVBASTION\", \"vmPort\": 22, \"azToken\": \"$TOKEN\", \"connectionType\": \"nativeclient\"}"
+	dev_connection 200 "$ok" && [ "$(cat "$T/body")" = "$POD" ] &&
+		grep -qi '^Content-Type: text/plain' "$T/hdrs" &&
+		dev_connection 200 "${ok/: 22,/: \"22\",}" &&
+		dev_connection 400 "${ok/nativeclient/web}" &&
+		dev_connection 400 "${ok/\"vmPort\": 22,/}" &&
+		dev_connection 404 "${ok/$DEVBASTION/$BASTION}" &&
+		dev_connection 401 "${ok/$TOKEN/forged}"
+}
+
+# dev_tokens STATUS HOST: POST /api/tokens for vm-dev on that host
+dev_tokens() {
+	URL_BASE=https://$2 expect "$1" POST /api/tokens --data-urlencode "resourceId=$VMDEV" \
+		-d protocol=tcptunnel -d workloadHostPort=22 --data-urlencode "aztoken=$TOKEN"
+}
+
+# Sessions live on the data pod (127.0.0.1, the bastion's own port), not
+# on omnibrain (localhost, same port).
+t_dev_omni() {
+	local token
+	dev_tokens 404 "localhost:${POD#*:}" && dev_tokens 200 "$POD" || return 1
+	AUTH=$(body 'd["authToken"]')
+	token=$(body 'd["websocketToken"]')
+	WS_URL="wss://$POD/webtunnelv2/$token?X-Node-Id=$(body 'd["nodeId"]')"
+	ws status 404 || return 1
+	WS_URL="wss://$POD/omni/webtunnel/$token"
+	ws echo 1 && expect 200 GET /_emu/sessions &&
+		assert "[s['developer'] for s in d['active'] if s['resourceId'] == '$VMDEV'] == [True]" &&
+		assert "[s['bastion'] for s in d['active'] if s['resourceId'] == '$VMDEV'] == ['$DEVBASTION']" &&
+		URL_BASE=https://$POD expect 204 DELETE "/api/tokens/$AUTH" &&
+		expect 200 GET /_emu/sessions && assert "'$VMDEV' not in [s['resourceId'] for s in d['active']]"
+}
+
+# dev_node_id BOOL: the Developer bastion's node_id in the running config.
+dev_node_id() {
+	curl -s --cacert "$T/ca/ca.pem" "https://localhost:$PORT/_emu/config" |
+		$PY -c 'import json, sys
+b = json.load(sys.stdin)["bastions"]
+b[sys.argv[1]]["node_id"] = json.loads(sys.argv[2])
+print(json.dumps({"bastions": b}))' "$DEVBASTION" "$1" >"$T/cfg.json" &&
+		expect 200 POST /_emu/config -d @"$T/cfg.json"
+}
+
+t_dev_no_node_id() {
+	dev_node_id false && dev_tokens 200 "$POD" && assert "'nodeId' not in d" || return 1
+	AUTH=$(body 'd["authToken"]')
+	WS_URL="wss://$POD/omni/webtunnel/$(body 'd["websocketToken"]')?X-Node-Id=anything"
+	ws ping && URL_BASE=https://$POD expect 204 DELETE "/api/tokens/$AUTH" -H 'X-Node-Id: anything' &&
+		dev_node_id true
+}
+
+t_own_port() {
+	local own
+	expect 200 GET /_emu/world || return 1
+	own=$(body "d['bastions']['$PREMBASTION']['port']")
+	[ "$own" != "$PORT" ] && assert "d['bastions']['$PREMBASTION']['dnsName'] == 'localhost:$own'" || return 1
+	URL_BASE=https://localhost:$own session_for "$VMDB" && ws echo 1 && expect 200 GET /_emu/sessions &&
+		assert "[s['bastion'] for s in d['active'] if s['resourceId'] == '$VMDB'] == ['$PREMBASTION']"
+}
+
+# session_for RESOURCE-ID [curl args]: like session, for another target,
+# on URL_BASE if set, for port WPORT (default 22).
+session_for() {
+	local rid=$1 base=${URL_BASE:-https://localhost:$PORT}
+	shift
+	expect 200 POST /api/tokens --data-urlencode "resourceId=$rid" \
+		-d protocol=tcptunnel -d "workloadHostPort=${WPORT:-22}" \
+		--data-urlencode "aztoken=$TOKEN" "$@" || return 1
+	AUTH=$(body 'd["authToken"]')
+	NODE=$(body 'd["nodeId"]')
+	WS_URL="wss://${base#https://}/webtunnelv2/$(body 'd["websocketToken"]')?X-Node-Id=$NODE"
+	ALL_AUTH="$ALL_AUTH $AUTH:$NODE"
+}
+
+t_vmss_session() { session_for "$SSVM" && ws echo 1; }
+
+t_ip_private() {
+	local own
+	own=$(curl -s --cacert "$T/ca/ca.pem" "https://localhost:$PORT/_emu/world" |
+		$PY -c "import json,sys; print(json.load(sys.stdin)['bastions']['$PREMBASTION']['port'])")
+	URL_BASE=https://localhost:$own WPORT=$ECHO_PORT session_for \
+		"/subscriptions/$SUB2/resourceGroups/rg-db/$NET/bh-hostConnect/10.4.0.5" \
+		-d hostname=10.4.0.5 && ws echo 1
+}
+
+# unreachable TARGET WHY: 101, then close 1011; the session says why.
+unreachable() {
+	session_for "$1" && ws closed 1011 && expect 200 GET /_emu/sessions &&
+		assert "'$2' in [s['unreachable'] for s in d['active'] if s['resourceId'] == '$1'][0]"
+}
+
+t_unreachable() {
+	unreachable "$VMLONE" 'nor peered' &&
+		unreachable "$VMDEV" 'nor peered' &&
+		unreachable "$VMFAIL" "the VM is stopped"
+}
+
+t_power_endpoint() {
+	expect 200 POST /_emu/power -d "{\"vm\": \"$VMOFF\", \"power\": \"stopping\"}" &&
+		expect 409 POST "$VMOFF/start?api-version=2024-11-01" -H "Authorization: Bearer $TOKEN" &&
+		assert "d['error']['code'] == 'OperationNotAllowed'" &&
+		expect 400 POST /_emu/power -d "{\"vm\": \"$VMOFF\", \"power\": \"asleep\"}" &&
+		expect 200 POST /_emu/power -d "{\"vm\": \"$VMOFF\", \"power\": \"running\"}"
+}
+
 # ---------------------------------------------------------------- cleanup
 
 t_delete() {
@@ -831,6 +1295,26 @@ check "arm: no/unknown token -> 401" t_arm_noauth
 check "arm: no api-version -> 400" t_arm_noversion
 check "arm: unknown bastion -> 404 ResourceNotFound" t_arm_unknown
 check "arm: VM GET from the fixture" t_arm_vm
+check "arg: VM by name or computer name, projected columns" t_arg_vm_name
+check "arg: an ambiguous name across subscriptions" t_arg_ambiguous
+check "arg: NIC by private IP (mv-expand), VM back-reference" t_arg_by_ip
+check "arg: bastion of each VM from bastions, NICs, peerings" t_arg_discovery
+check "arg: only visible subscriptions; 403 AccessDenied" t_arg_scope
+check "arg: paging with \$top and \$skipToken (2024-04-01)" t_arg_paging
+check "arg: no id column -> resultTruncated; \$skip and limit" t_arg_truncated
+check "arg: out of the subset -> 400 InvalidQuery with details" t_arg_invalid
+check "arg: power state in properties.extended" t_arg_power
+check "arm: instance view, \$expand=instanceView" t_arm_instance_view
+check "arm: start -> 202, operation polled to Succeeded, running" t_arm_start
+check "arm: start_error -> Failed, Location 409, VM stays stopped" t_arm_start_fail
+check "arm: VMSS instance GET, instance view; scale set in arg" t_arm_vmss
+check "arm: NIC and virtual networks with peering states" t_arm_nic_vnet
+check "arm: bastion lists, own port, nextLink paging" t_arm_list
+check "arm: 403 AuthorizationFailed, 401 wrong tenant, 404 sub" t_arm_access
+check "faults: resourcegraph_status 429 alone, Retry-After" t_fault_arg_429
+check "faults: arm_status list, vm_start_status 409 once" t_fault_arm
+check "counters: per ARM kind; queries in the request log" t_counters_arm
+check "arm: /_emu/power; start while stopping -> 409" t_power_endpoint
 
 check "entra: certificate assertion RS256 + x5t (openssl)" t_cert_rs256
 check "entra: PS256 + x5t#S256, standard and url base64" t_cert_ps256
@@ -889,6 +1373,13 @@ check "ws: ws_status 502 once, then 101" t_ws_status_fault
 
 check "delete: wrong node 400, then 204, then 404" t_delete
 check "sessions: closed sessions stay until DELETE" t_sessions_state
+check "developer: /api/connection -> data pod host, checks" t_dev_connection
+check "developer: omni webtunnel on the pod only, DELETE w/o node" t_dev_omni
+check "developer: node_id false -> no nodeId, X-Node-Id ignored" t_dev_no_node_id
+check "bastions: own_port listener, session on its bastion" t_own_port
+check "tokens: a VMSS instance is a tunnel target" t_vmss_session
+check "tokens: IP connect to a VM's private IP, custom port" t_ip_private
+check "ws: unreachable targets (peering, SKU, power) -> 1011" t_unreachable
 check "sessions: empty after deleting all, no internal errors" t_sessions_empty
 check "reset: clears sessions" t_reset
 check "SIGTERM: clean exit 0, quiet stderr" t_sigterm

@@ -19,6 +19,7 @@ Checks:
   noext           offer permessage-deflate (User-Agent: ws_check); the
                   101 must not accept it
   http400         after the 101 the next bytes are a raw "HTTP/1.1 400"
+  closed CODE     after the 101 the server closes with CODE, no data
 """
 
 import hashlib
@@ -133,6 +134,14 @@ def check_closeafter(url, ca, n):
     raise Fail(f"{got} bytes, close {code}")
 
 
+def check_closed(url, ca, want):
+    ws = connect(url, ca)
+    code = recv_close_code(ws)
+    if code != int(want):
+        raise Fail(f"close code {code}")
+    return f"closed {code}"
+
+
 def check_noext(url, ca):
     ws = connect(url, ca, header=[
         "User-Agent: ws_check",
@@ -170,7 +179,7 @@ def check_http400(url, ca):
 CHECKS = {"echo": check_echo, "bigframe": check_bigframe,
           "cont": check_cont, "ping": check_ping, "status": check_status,
           "closeafter": check_closeafter, "noext": check_noext,
-          "http400": check_http400}
+          "http400": check_http400, "closed": check_closed}
 
 
 def main(argv):
