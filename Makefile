@@ -101,7 +101,11 @@ bench/relay bench/probe: bench/%: bench/%.c
 bench: $(PROG) $(BENCH_TOOLS)
 	bench/run.sh
 
-.PHONY: bench
+# Time to an ARM token per credential source, cold and warm cache.
+bench-token: $(PROG)
+	bench/token.sh
+
+.PHONY: bench bench-token
 
 install: $(PROG)
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 \
