@@ -300,16 +300,6 @@ report_failure(struct http *h, const struct http_request *rq, CURLcode cc,
 	return EXIT_NETWORK;
 }
 
-static long
-elapsed_ms(const struct timespec *t0)
-{
-	struct timespec t1;
-
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	return (t1.tv_sec - t0->tv_sec) * 1000 +
-	    (t1.tv_nsec - t0->tv_nsec) / 1000000;
-}
-
 /*
  * Sends one request.  Returns 0 when an HTTP answer arrived, whatever its
  * status, or an exit status after reporting why none did.
@@ -339,7 +329,7 @@ http_do(struct http *h, const struct http_request *rq,
 		return report_failure(h, rq, cc, errbuf);
 	curl_easy_getinfo(h->curl, CURLINFO_RESPONSE_CODE, &rs->status);
 	debug("%s %s: %ld (%ld ms)", rq->method, rq->what, rs->status,
-	    elapsed_ms(&t0));
+	    ms_since(&t0));
 	return 0;
 }
 

@@ -191,16 +191,6 @@ load_config(const struct args *a, struct options *o)
 	return 0;
 }
 
-static long
-ms_since(const struct timespec *t0)
-{
-	struct timespec t1;
-
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	return (t1.tv_sec - t0->tv_sec) * 1000 +
-	    (t1.tv_nsec - t0->tv_nsec) / 1000000;
-}
-
 /*
  * The cached Bastion could not be reached or refused the target: it may
  * have changed since.  Reads it from ARM again; 0 to try once more.

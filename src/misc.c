@@ -151,3 +151,14 @@ str_has_ctrl(const char *s)
 			return true;
 	return false;
 }
+
+/* Milliseconds since t0, on the monotonic clock: for -v's timings. */
+long
+ms_since(const struct timespec *t0)
+{
+	struct timespec t1;
+
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return (t1.tv_sec - t0->tv_sec) * 1000 +
+	    (t1.tv_nsec - t0->tv_nsec) / 1000000;
+}

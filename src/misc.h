@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <time.h>
 
 #include "buf.h"
 
@@ -37,5 +38,6 @@ int	parse_number(const char *s, long min, long max, long *out);
 void	url_encode(struct buf *b, const char *s);
 void	form_add(struct buf *b, const char *key, const char *value);
 bool	str_has_ctrl(const char *s);
+long	ms_since(const struct timespec *t0);
 
 #endif
