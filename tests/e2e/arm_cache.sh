@@ -2,9 +2,6 @@
 # ARM once, a warm cache asks not at all, and a cached host that leads
 # nowhere is looked up again.
 
-arm_count() {
-	emu GET /_emu/counters | $PY -c 'import json,sys; print(json.load(sys.stdin)["arm"])'
-}
 target_start send 100
 pids=
 for i in $(seq 1 20); do
@@ -13,11 +10,11 @@ for i in $(seq 1 20); do
 	pids="$pids $!"
 done
 for p in $pids; do wait $p || fail "a process failed"; done
-expect_eq "$(arm_count)" 1 "ARM requests for twenty processes"
+expect_eq "$(emu_counter arm)" 1 "ARM requests for twenty processes"
 run_bs vm1 "$TARGET_PORT" </dev/null
-expect_eq "$(arm_count)" 1 "ARM requests with a warm cache"
+expect_eq "$(emu_counter arm)" 1 "ARM requests with a warm cache"
 run_bs -o ArmCacheTime=0 vm1 "$TARGET_PORT" </dev/null
-expect_eq "$(arm_count)" 2 "ARM requests with ArmCacheTime 0"
+expect_eq "$(emu_counter arm)" 2 "ARM requests with ArmCacheTime 0"
 
 # The Bastion moves: the cache still names a port where nothing listens.
 port=$(free_port)

@@ -14,7 +14,7 @@ expect_match "$T/err" 'check the tenant, the client id and the secret' \
 emu_faults '{"entra_status": [503, 429]}'
 run_bs vm1 22 </dev/null
 expect_no_match "$T/err" 'Entra ID answered' "retried Entra errors"
-expect_eq "$(emu GET /_emu/counters | $PY -c 'import json,sys; print(json.load(sys.stdin)["entra_client_secret"])')" \
+expect_eq "$(emu_counter entra_client_secret)" \
     4 "Entra requests: the refused one, two retried, one good"
 rm -rf "$T/cache"
 

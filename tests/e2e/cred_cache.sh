@@ -2,10 +2,6 @@
 # request between them; a warm cache makes none; a token near expiry is
 # refreshed; a corrupt cache entry does not break a connection.
 
-entra_count() {
-	emu GET /_emu/counters | $PY -c 'import json,sys; print(json.load(sys.stdin)["entra"])'
-}
-
 target_start send 1000
 pids=
 for i in $(seq 1 50); do
@@ -20,7 +16,7 @@ done
 expect_eq $bad 0 "processes that failed"
 cat "$T"/err.* >"$T/err.all"
 expect_empty "$T/err.all" "stderr of fifty processes"
-expect_eq "$(entra_count)" 1 "Entra requests for fifty processes"
+expect_eq "$(emu_counter entra)" 1 "Entra requests for fifty processes"
 expect_no_sessions
 # each deleted exactly its own: fifty 204s, no 404 (someone else's)
 expect_eq "$(emu GET /_emu/requests | $PY -c 'import json,sys
@@ -30,7 +26,7 @@ print(d.count(204), d.count(404))')" "50 0" "DELETEs of fifty processes"
 # Warm: no Entra request at all.
 run_bs vm1 "$TARGET_PORT" </dev/null
 expect_eq $RC 0 "status with a warm cache"
-expect_eq "$(entra_count)" 1 "Entra requests with a warm cache"
+expect_eq "$(emu_counter entra)" 1 "Entra requests with a warm cache"
 
 # The cache is private, and holds the only copy of the token on disk.
 expect_eq "$(stat -c %a "$T/cache/bastion-stdio")" 700 "cache dir mode"
@@ -48,7 +44,7 @@ run_bs vm1 "$TARGET_PORT" </dev/null
 expect_eq $RC 0 "status with a corrupt cache"
 expect_match "$T/err" 'warning: ignoring a corrupt token cache entry' \
     "corrupt cache warning"
-expect_eq "$(entra_count)" 2 "Entra requests after corruption"
+expect_eq "$(emu_counter entra)" 2 "Entra requests after corruption"
 
 # Tokens that live less than the refresh margin are fetched every time.
 emu POST /_emu/config -H 'Content-Type: application/json' \
@@ -57,6 +53,6 @@ rm -rf "$T/cache"
 run_bs vm1 "$TARGET_PORT" </dev/null
 run_bs vm1 "$TARGET_PORT" </dev/null
 expect_eq $RC 0 "status with short-lived tokens"
-expect_eq "$(entra_count)" 4 "Entra requests for short-lived tokens"
+expect_eq "$(emu_counter entra)" 4 "Entra requests for short-lived tokens"
 expect_no_sessions
 target_stop

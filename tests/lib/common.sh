@@ -303,7 +303,10 @@ no_credentials() {
 	rm -rf "$T/cache"
 }
 
-# How many tokens the emulator issued to one source (issued_<source>).
-issued() {
-	emu GET /_emu/counters | $PY -c 'import json,sys; print(json.load(sys.stdin)["issued_" + sys.argv[1]])' "$1"
+# One of the emulator's counters (see /_emu/counters in azure_emu.py).
+emu_counter() {
+	emu GET /_emu/counters | $PY -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"
 }
+
+# How many tokens the emulator issued to one source (issued_<source>).
+issued() { emu_counter "issued_$1"; }
