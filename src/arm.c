@@ -170,6 +170,15 @@ fetch_bastion(struct http *h, const struct options *o,
 	return r;
 }
 
+/* The Developer SKU (QuickConnect in the CLI's words) has no dnsName of
+ * its own: /api/connection names a data pod for each connection. */
+bool
+arm_is_developer(const struct bastion *b)
+{
+	return b->sku != NULL && (strcasecmp(b->sku, "Developer") == 0 ||
+	    strcasecmp(b->sku, "QuickConnect") == 0);
+}
+
 /*
  * Refuses, before asking the data plane, what the Bastion's SKU and flags
  * rule out, with the setting to change.  0 or EXIT_REFUSED.
@@ -184,13 +193,13 @@ arm_check_bastion(const struct bastion *b, const char *name,
 		    "client support", name);
 		return EXIT_REFUSED;
 	}
-	if (b->sku != NULL && (strcasecmp(b->sku, "Developer") == 0 ||
-	    strcasecmp(b->sku, "QuickConnect") == 0)) {
-		/* XXX: the Developer SKU's /api/connection is not built. */
-		error("Bastion %s has the %s SKU, which bastion-stdio cannot "
-		    "use yet; use a Standard or Premium Bastion", name, b->sku);
+	if (arm_is_developer(b) && ip_connect) {
+		error("Bastion %s has the %s SKU, which cannot connect by IP "
+		    "address; connect by VM name", name, b->sku);
 		return EXIT_REFUSED;
 	}
+	if (arm_is_developer(b))
+		return 0;	/* no tunneling flag: it always tunnels */
 	if (b->tunneling == TRI_FALSE) {
 		error("Bastion %s has native client support turned off; "
 		    "enable it (enableTunneling) in the Bastion's "

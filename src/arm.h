@@ -27,5 +27,6 @@ void	arm_forget_bastion(const struct options *o);
 int	arm_check_bastion(const struct bastion *b, const char *name,
 	    bool ip_connect);
 bool	arm_is_dns_name(const char *s);
+bool	arm_is_developer(const struct bastion *b);
 
 #endif

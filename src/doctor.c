@@ -140,12 +140,22 @@ static void
 check_data_plane(struct doctor *d)
 {
 	struct session s;
-	char why[512];
+	char why[512], *pod = NULL;
+	const char *endpoint = d->b.dns_name;
 	long retry_in;
 	int r;
 
-	r = session_create(&d->h, d->b.dns_name, &d->tg, &d->tok, &s, why,
-	    sizeof(why), &retry_in);
+	if (arm_is_developer(&d->b)) {
+		if ((r = session_data_pod(&d->h, d->b.dns_name, d->o->bastion,
+		    &d->tg, &d->tok, &pod)) != 0) {
+			step(d, "session", r, "no data pod (see above)");
+			return;
+		}
+		endpoint = pod;
+	}
+	r = session_create(&d->h, endpoint, pod != NULL, &d->tg, &d->tok, &s,
+	    why, sizeof(why), &retry_in);
+	free(pod);
 	if (r != 0) {
 		step(d, "session", r, "%s", why[0] ? why : "no answer (see "
 		    "above)");

@@ -26,6 +26,7 @@
 #include "misc.h"
 #include "proxy.h"
 #include "relay.h"
+#include "session.h"
 #include "target.h"
 #include "tunnel.h"
 
@@ -192,6 +193,29 @@ load_config(const struct args *a, struct options *o)
 }
 
 /*
+ * Sessions and the tunnel, on the Bastion's dnsName or, for the Developer
+ * SKU, on the data pod its front end names for this connection.
+ */
+static int
+reach_target(struct http *h, const struct options *o, const struct bastion *b,
+    const struct target *tg, struct token *tok, bool *opened)
+{
+	char *pod = NULL;
+	int r;
+
+	*opened = false;
+	if (arm_is_developer(b) && (r = session_data_pod(h, b->dns_name,
+	    o->bastion, tg, tok, &pod)) != 0)
+		return r;
+	if (pod != NULL)
+		verbose("Developer Bastion: data pod %s", pod);
+	r = relay_run(h, o, pod != NULL ? pod : b->dns_name, pod != NULL, tg,
+	    tok, &signalled, opened);
+	free(pod);
+	return r;
+}
+
+/*
  * The cached Bastion could not be reached or refused the target: it may
  * have changed since.  Reads it from ARM again; 0 to try once more.
  */
@@ -259,11 +283,10 @@ run(const struct args *a, const struct options *o)
 		goto out_http;
 	verbose("Bastion %s at %s%s (%ld ms)", bastion_id.name, b.dns_name,
 	    cached ? ", cached" : "", ms_since(&t0));
-	r = relay_run(&h, o, b.dns_name, &tg, &tok, &signalled, &opened);
+	r = reach_target(&h, o, &b, &tg, &tok, &opened);
 	if (r != 0 && cached && !opened && !signalled &&
 	    refresh_bastion(&h, o, &tok, &b, &bastion_id, &tg) == 0)
-		r = relay_run(&h, o, b.dns_name, &tg, &tok, &signalled,
-		    &opened);
+		r = reach_target(&h, o, &b, &tg, &tok, &opened);
 	verbose("done (%ld ms)", ms_since(&t0));
 out_http:
 	http_cleanup(&h);

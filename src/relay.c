@@ -57,8 +57,8 @@ tunnel_settings(const struct options *o, const char *endpoint,
  */
 static int
 attempt(struct http *h, struct tunnel **tp, struct tunnel_stats *st,
-    const char *endpoint, const struct target *tg, struct token *tok,
-    char *why, size_t size, long *retry_in)
+    const char *endpoint, int developer, const struct target *tg,
+    struct token *tok, char *why, size_t size, long *retry_in)
 {
 	volatile sig_atomic_t *saved;
 	struct session s;
@@ -73,7 +73,8 @@ attempt(struct http *h, struct tunnel **tp, struct tunnel_stats *st,
 	 */
 	saved = h->interrupted;
 	h->interrupted = NULL;
-	r = session_create(h, endpoint, tg, tok, &s, why, size, retry_in);
+	r = session_create(h, endpoint, developer, tg, tok, &s, why, size,
+	    retry_in);
 	h->interrupted = saved;
 	if (r != 0)
 		return r;
@@ -102,7 +103,7 @@ attempt(struct http *h, struct tunnel **tp, struct tunnel_stats *st,
  */
 int
 relay_run(struct http *h, const struct options *o, const char *endpoint,
-    const struct target *tg, struct token *tok,
+    int developer, const struct target *tg, struct token *tok,
     volatile sig_atomic_t *signalled, bool *opened)
 {
 	struct tunnel_config tc;
@@ -124,8 +125,8 @@ relay_run(struct http *h, const struct options *o, const char *endpoint,
 	}
 	for (n = 1;; n++) {
 		why[0] = '\0';
-		r = attempt(h, &t, &st, endpoint, tg, tok, why, sizeof(why),
-		    &retry_in);
+		r = attempt(h, &t, &st, endpoint, developer, tg, tok, why,
+		    sizeof(why), &retry_in);
 		if (r == EXIT_CREDENTIAL && !renewed && n < ATTEMPTS) {
 			/* a cached token the Bastion no longer takes */
 			verbose("%s; getting a new ARM token", why);

@@ -11,7 +11,7 @@
 #include "target.h"
 
 int	relay_run(struct http *h, const struct options *o,
-	    const char *endpoint, const struct target *tg,
+	    const char *endpoint, int developer, const struct target *tg,
 	    struct token *tok, volatile sig_atomic_t *signalled,
 	    bool *opened);
 

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "arm.h"
 #include "log.h"
 #include "misc.h"
 #include "session.h"
@@ -47,7 +48,10 @@ token_field(const cJSON *root, const char *name)
 	return xstrdup(item->valuestring);
 }
 
-/* 0, or -1 unless all of authToken, websocketToken and nodeId are there. */
+/*
+ * 0, or -1 unless authToken, websocketToken and nodeId are all there; a
+ * Developer data pod's nodeId is not known to be sent, so it may lack.
+ */
 int
 session_parse(const char *body, struct session *s)
 {
@@ -60,7 +64,7 @@ session_parse(const char *body, struct session *s)
 	s->node_id = token_field(root, "nodeId");
 	cJSON_Delete(root);
 	if (s->auth_token == NULL || s->websocket_token == NULL ||
-	    s->node_id == NULL) {
+	    (s->node_id == NULL && !s->developer)) {
 		free_secret(&s->auth_token);
 		free_secret(&s->websocket_token);
 		free(s->node_id);
@@ -114,7 +118,7 @@ token_form(struct buf *form, const struct target *tg, const struct token *t)
  * the Bastion at all are reported here.
  */
 int
-session_create(struct http *h, const char *endpoint,
+session_create(struct http *h, const char *endpoint, int developer,
     const struct target *tg, const struct token *t, struct session *s,
     char *why, size_t size, long *retry_in)
 {
@@ -125,6 +129,7 @@ session_create(struct http *h, const char *endpoint,
 	int r;
 
 	memset(s, 0, sizeof(*s));
+	s->developer = developer;
 	*retry_in = -1;
 	*why = '\0';
 	buf_init(&form, 2048);
@@ -174,7 +179,8 @@ session_delete(struct http *h, struct session *s)
 	buf_puts(&url, "/api/tokens/");
 	url_encode(&url, s->auth_token);
 	what = xasprintf("https://%s/api/tokens/<authToken>", s->endpoint);
-	headers[0] = xasprintf("X-Node-Id: %s", s->node_id);
+	headers[0] = s->node_id ? xasprintf("X-Node-Id: %s", s->node_id) :
+	    NULL;
 	headers[1] = NULL;
 	rq.url = buf_str(&url);
 	rq.what = what;
@@ -200,7 +206,8 @@ session_delete(struct http *h, struct session *s)
 /*
  * The WebSocket path.  The node id is a query parameter here although it
  * is a header on the REST calls; both are encoded, as several working
- * clients do, in case a token ever holds a reserved character.
+ * clients do, in case a token ever holds a reserved character.  A
+ * Developer data pod takes /omni/webtunnel/ and no node id.
  */
 char *
 session_ws_path(const struct session *s)
@@ -209,12 +216,77 @@ session_ws_path(const struct session *s)
 	char *p;
 
 	buf_init(&path, 256);
-	buf_puts(&path, "/webtunnelv2/");
+	buf_puts(&path, s->developer ? "/omni/webtunnel/" : "/webtunnelv2/");
 	url_encode(&path, s->websocket_token);
-	buf_puts(&path, "?X-Node-Id=");
-	url_encode(&path, s->node_id);
+	if (!s->developer) {
+		buf_puts(&path, "?X-Node-Id=");
+		url_encode(&path, s->node_id);
+	}
 	p = xstrdup(buf_str(&path));
 	explicit_bzero(path.data, path.cap);
 	buf_free(&path);
 	return p;
+}
+
+/* The JSON of POST /api/connection, as the Azure CLI sends it. */
+static char *
+connection_body(const char *bastion_id, const struct target *tg,
+    const struct token *t)
+{
+	cJSON *root = cJSON_CreateObject();
+	char *text;
+
+	cJSON_AddStringToObject(root, "resourceId", tg->resource_id);
+	cJSON_AddStringToObject(root, "bastionResourceId", bastion_id);
+	cJSON_AddNumberToObject(root, "vmPort", tg->port);
+	cJSON_AddStringToObject(root, "azToken", t->access_token);
+	cJSON_AddStringToObject(root, "connectionType", "nativeclient");
+	text = cJSON_PrintUnformatted(root);
+	cJSON_Delete(root);
+	return text;
+}
+
+/*
+ * A Developer Bastion's dnsName is a shared front end: it names, as plain
+ * text, the data pod that serves this connection.  Returns 0 with *pod,
+ * or an exit status after reporting the error.
+ */
+int
+session_data_pod(struct http *h, const char *dns_name, const char *bastion_id,
+    const struct target *tg, const struct token *t, char **pod)
+{
+	const char *headers[] = { "Content-Type: application/json", NULL };
+	struct http_request rq = { .method = "POST", .headers = headers };
+	struct http_response rs;
+	char *text, msg[400];
+	size_t n;
+	int r;
+
+	*pod = NULL;
+	rq.body = text = connection_body(bastion_id, tg, t);
+	rq.url = rq.what = xasprintf("https://%s/api/connection", dns_name);
+	r = http_do(h, &rq, &rs);
+	explicit_bzero(text, strlen(text));
+	free(text);
+	if (r == 0 && rs.status != 200) {
+		session_describe_error(buf_str(&rs.body), msg, sizeof(msg));
+		error("Developer Bastion %s found no data pod for %s: %ld %s",
+		    dns_name, tg->resource_id, rs.status, msg);
+		r = rs.status == 401 ? EXIT_CREDENTIAL : EXIT_REFUSED;
+	} else if (r == 0) {
+		text = (char *)buf_str(&rs.body);
+		text += strspn(text, " \t\r\n");
+		n = strcspn(text, " \t\r\n");
+		text[n] = '\0';
+		if (arm_is_dns_name(text))
+			*pod = xstrdup(text);
+		else {
+			error("Developer Bastion %s answered /api/connection "
+			    "with something that is not a host name", dns_name);
+			r = EXIT_PROTOCOL;
+		}
+	}
+	http_response_free(&rs);
+	free((char *)rq.url);
+	return r;
 }

@@ -20,6 +20,7 @@ PY=/usr/bin/python3
 SUB=00000000-0000-0000-0000-0000000000aa
 RG=rg-test
 BASTION_ID=/subscriptions/$SUB/resourceGroups/$RG/providers/Microsoft.Network/bastionHosts/bh-test
+DEV_BASTION_ID=/subscriptions/$SUB/resourceGroups/$RG/providers/Microsoft.Network/bastionHosts/bh-dev
 TENANT=11111111-2222-3333-4444-555555555555
 CLIENT=aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee
 SECRET=test-secret-$RANDOM$RANDOM
@@ -64,7 +65,8 @@ emu_config() {
  "cloudshell_user": "$USER_UPN",
  "device_code_interval_s": 1,
  "bastions": {"$BASTION_ID": {"sku": "Standard", "enableTunneling": true,
-                              "enableIpConnect": true}},
+                              "enableIpConnect": true},
+               "$DEV_BASTION_ID": {"sku": "Developer"}},
  "vms": {"/subscriptions/$SUB/resourceGroups/$RG/providers/Microsoft.Compute/virtualMachines/$VM": {"ip": "127.0.0.1"},
          "/subscriptions/$SUB/resourceGroups/rg-other/providers/Microsoft.Compute/virtualMachines/vm2": {"ip": "127.0.0.1"}},
  "ip_map": {"10.0.0.4": "127.0.0.1"},
