@@ -180,6 +180,16 @@ test_session(void)
 	    "\"nodeId\":\"n\"}", &s) == -1);
 	CHECK(session_parse("Unexpected", &s) == -1);
 
+	/* a Developer data pod: no nodeId needed, the omni path */
+	memset(&s, 0, sizeof(s));
+	s.developer = 1;
+	CHECK(session_parse("{\"authToken\":\"a\",\"websocketToken\":\"w\"}",
+	    &s) == 0);
+	path = session_ws_path(&s);
+	CHECK_STR(path, "/omni/webtunnel/w");
+	free(path);
+	session_free(&s);
+
 	session_describe_error("{\"message\":\"Tunneling is disabled\"}", msg,
 	    sizeof(msg));
 	CHECK_STR(msg, "Tunneling is disabled");
