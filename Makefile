@@ -21,7 +21,7 @@ ALL_CFLAGS =	-std=c99 -D_GNU_SOURCE $(WARN) $(CFLAGS) \
 LIBS =		$(shell $(PKG_CONFIG) --libs $(PKGS))
 
 # Everything but main.o, so that unit tests link the same objects.
-OBJS =		src/arm.o src/buf.o src/cache.o src/cloud.o src/config.o \
+OBJS =		src/arm.o src/arm_call.o src/buf.o src/cache.o src/cloud.o src/config.o \
 		src/cred.o src/cred_cli.o src/cred_mi.o src/cred_sp.o src/doctor.o \
 		src/entra.o src/http.o src/jwt.o src/log.o src/login.o \
 		src/match.o src/misc.o src/proxy.o src/session.o src/target.o \

@@ -108,54 +108,22 @@ arm_describe_error(const char *body, char *out, size_t size)
 	cJSON_Delete(root);
 }
 
-/* The resource id as a URL path, each segment percent-encoded. */
-static void
-append_id_path(struct buf *url, const char *id)
-{
-	char seg[256];
-	size_t n;
-
-	while (*id == '/') {
-		id++;
-		n = strcspn(id, "/");
-		snprintf(seg, sizeof(seg), "%.*s", (int)n, id);
-		buf_puts(url, "/");
-		url_encode(url, seg);
-		id += n;
-	}
-}
-
 /* Reads the Bastion from ARM; 0, or an exit status after reporting. */
 static int
 fetch_bastion(struct http *h, const struct options *o,
     const struct token *t, struct bastion *b)
 {
-	const char *headers[] = { NULL, "Accept: application/json", NULL };
-	struct http_request rq = { .method = "GET" };
 	struct http_response rs;
-	struct buf url;
-	long left = o->connect_timeout;
-	char why[512];
-	int r, attempt = 0;
+	char *url = arm_url(o, o->bastion, "", ARM_BASTION_API);
+	char *what;
+	int r;
 
-	buf_init(&url, 256);
-	buf_puts(&url, o->arm_endpoint);
-	append_id_path(&url, o->bastion);
-	buf_puts(&url, "?api-version=" ARM_BASTION_API);
-	rq.url = rq.what = buf_str(&url);
-	headers[0] = xasprintf("Authorization: Bearer %s", t->access_token);
-	rq.headers = headers;
-	while ((r = http_do(h, &rq, &rs)) == 0 &&
-	    http_retry_later(&rs, attempt++, &left, "ARM"))
-		http_response_free(&rs);
-	explicit_bzero((char *)headers[0], strlen(headers[0]));
-	free((char *)headers[0]);
+	r = arm_request(h, o, t, "GET", url, NULL, &rs);
+	free(url);
 	if (r == 0 && rs.status != 200) {
-		arm_describe_error(buf_str(&rs.body), why, sizeof(why));
-		error("cannot read Bastion %s from ARM: %ld %s%s", o->bastion,
-		    rs.status, why, rs.status == 429 ? " (throttled; try "
-		    "again later)" : "");
-		r = rs.status == 401 ? EXIT_CREDENTIAL : EXIT_REFUSED;
+		what = xasprintf("read Bastion %s from ARM", o->bastion);
+		r = arm_report(&rs, what);
+		free(what);
 	} else if (r == 0 && arm_parse_bastion(buf_str(&rs.body), b) == -1) {
 		error("ARM answered for Bastion %s without a valid "
 		    "properties.dnsName", o->bastion);
@@ -166,7 +134,6 @@ fetch_bastion(struct http *h, const struct options *o,
 		    b->dns_name, b->sku ? b->sku : "unknown", b->tunneling,
 		    b->ip_connect);
 	http_response_free(&rs);
-	buf_free(&url);
 	return r;
 }
 

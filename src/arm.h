@@ -1,4 +1,4 @@
-/* Azure Resource Manager: reading the Bastion host. */
+/* Azure Resource Manager: requests, and reading the Bastion host. */
 #ifndef ARM_H
 #define ARM_H
 
@@ -18,6 +18,12 @@ struct bastion {
 	enum tristate	 ip_connect;	/* properties.enableIpConnect */
 };
 
+char	*arm_url(const struct options *o, const char *id, const char *suffix,
+	    const char *api);
+int	arm_request(struct http *h, const struct options *o,
+	    const struct token *t, const char *method, const char *url,
+	    const char *body, struct http_response *rs);
+int	arm_report(struct http_response *rs, const char *what);
 int	arm_parse_bastion(const char *body, struct bastion *b);
 void	arm_bastion_free(struct bastion *b);
 void	arm_describe_error(const char *body, char *out, size_t size);
