@@ -307,7 +307,8 @@ InvalidRequestContent. Listed subscriptions the token cannot see are
 left out; if none is left -> 403 AccessDenied.
   The Resources table holds, sorted by id: VMs (not scale-set instances),
   uniform scale sets (one per scale set of the configured instances; sku
-  capacity = their count, orchestrationMode Uniform), bastions, NICs (not
+  capacity = their count, orchestrationMode Uniform, virtualMachineProfile.
+  networkProfile naming the subnets of its first instance), bastions, NICs (not
   scale-set ones) and virtual networks, with the bodies ARM serves.
   Columns: id, name, type (lower case), tenantId (the subscription's
   tenant or null), kind (""), location (lower case, no spaces),
@@ -2894,7 +2895,26 @@ def vmss_body(emu, ssid, instances):
                     "capacity": len(instances)},
             "properties": {"orchestrationMode": "Uniform",
                            "provisioningState": "Succeeded",
-                           "uniqueId": str(guid)}}
+                           "uniqueId": str(guid),
+                           "virtualMachineProfile": {
+                               "networkProfile": vmss_network(emu,
+                                                              instances)}}}
+
+
+def vmss_network(emu, instances):
+    """The scale set's model: one NIC configuration per subnet its first
+    instance's NICs use, as Azure shows it (instances share the model)."""
+    subnets = []
+    for nic in emu.world.vm_nics.get(instances[0].lower(), []):
+        for _, subnet in nic["ipconfigs"]:
+            if subnet and subnet not in subnets:
+                subnets.append(subnet)
+    return {"networkInterfaceConfigurations": [
+        {"name": f"nic{i}", "properties": {
+            "primary": i == 0, "ipConfigurations": [
+                {"name": "ipconfig1", "properties": {
+                    "subnet": {"id": subnet}}}]}}
+        for i, subnet in enumerate(subnets)]}
 
 
 # -- start, and its operation
