@@ -5,17 +5,15 @@
  * Bastion data plane then has the last word.
  */
 #include <cjson/cJSON.h>
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
 #include "arm.h"
 #include "log.h"
 #include "misc.h"
-#include "cache.h"
+#include "lookup.h"
 #include "target.h"
 
 /* The API version the Azure CLI's bastion extension reads hosts with. */
@@ -111,22 +109,22 @@ arm_describe_error(const char *body, char *out, size_t size)
 /* Reads the Bastion from ARM; 0, or an exit status after reporting. */
 static int
 fetch_bastion(struct http *h, const struct options *o,
-    const struct token *t, struct bastion *b)
+    const struct token *t, const char *id, struct bastion *b)
 {
 	struct http_response rs;
-	char *url = arm_url(o, o->bastion, "", ARM_BASTION_API);
+	char *url = arm_url(o, id, "", ARM_BASTION_API);
 	char *what;
 	int r;
 
 	r = arm_request(h, o, t, "GET", url, NULL, &rs);
 	free(url);
 	if (r == 0 && rs.status != 200) {
-		what = xasprintf("read Bastion %s from ARM", o->bastion);
+		what = xasprintf("read Bastion %s from ARM", id);
 		r = arm_report(&rs, what);
 		free(what);
 	} else if (r == 0 && arm_parse_bastion(buf_str(&rs.body), b) == -1) {
 		error("ARM answered for Bastion %s without a valid "
-		    "properties.dnsName", o->bastion);
+		    "properties.dnsName", id);
 		r = EXIT_PROTOCOL;
 	}
 	if (r == 0)
@@ -181,43 +179,9 @@ arm_check_bastion(const struct bastion *b, const char *name,
 	return 0;
 }
 
-/* The cache entry of the Bastion named by the Bastion keyword. */
-static void
-entry_name(const struct options *o, char *name, size_t size)
-{
-	char *key = xasprintf("arm-bastion|%s|%s", o->arm_endpoint,
-	    o->bastion);
-	char *p;
-
-	for (p = key; *p != '\0'; p++)	/* ARM ids are case-insensitive */
-		*p = (char)tolower((unsigned char)*p);
-	cache_key_name(key, name, size);
-	free(key);
-}
-
-/* A cached Bastion younger than ArmCacheTime; 0 or -1. */
-static int
-read_entry(const struct options *o, const char *name, struct bastion *b)
-{
-	struct buf text;
-	cJSON *root = NULL;
-	const cJSON *when;
-	int r = -1;
-
-	buf_init(&text, 1024);
-	if (cache_read(name, &text) == 0)
-		root = cJSON_Parse(buf_str(&text));
-	when = cJSON_GetObjectItemCaseSensitive(root, "fetched_on");
-	if (cJSON_IsNumber(when) && time(NULL) - (time_t)when->valuedouble <
-	    o->arm_cache_time && time(NULL) >= (time_t)when->valuedouble)
-		r = arm_parse_bastion(buf_str(&text), b);
-	cJSON_Delete(root);
-	buf_free(&text);
-	return r;
-}
-
-static void
-write_entry(const char *name, const struct bastion *b)
+/* What the cache keeps of a Bastion: the fields ARM's answer had. */
+static char *
+bastion_text(const struct bastion *b)
 {
 	cJSON *root = cJSON_CreateObject(), *props, *sku;
 	char *text;
@@ -232,53 +196,71 @@ write_entry(const char *name, const struct bastion *b)
 		sku = cJSON_AddObjectToObject(root, "sku");
 		cJSON_AddStringToObject(sku, "name", b->sku);
 	}
-	cJSON_AddNumberToObject(root, "fetched_on", (double)time(NULL));
 	text = cJSON_PrintUnformatted(root);
-	(void)cache_write(name, text);
-	free(text);
 	cJSON_Delete(root);
+	return text;
+}
+
+struct fetch_ctx {
+	struct http		*h;
+	const struct options	*o;
+	const struct token	*t;
+	const char		*id;
+};
+
+static int
+fetch_text(void *arg, char **text)
+{
+	struct fetch_ctx *c = arg;
+	struct bastion b;
+	int r;
+
+	if ((r = fetch_bastion(c->h, c->o, c->t, c->id, &b)) != 0)
+		return r;
+	*text = bastion_text(&b);
+	arm_bastion_free(&b);
+	return 0;
 }
 
 /*
- * Gets the Bastion named by the Bastion keyword, from the cache while it
- * is younger than ArmCacheTime (*cached says so), else from ARM, under
- * the entry's lock so that processes started together ask once.
- * Returns 0, or an exit status after reporting the error.
+ * Gets the Bastion with that id, from the cache while it is younger
+ * than ArmCacheTime (*cached says so), else from ARM.  Returns 0, or an
+ * exit status after reporting the error.
  */
 int
 arm_get_bastion(struct http *h, const struct options *o,
-    const struct token *t, struct bastion *b, bool *cached)
+    const struct token *t, const char *id, struct bastion *b, bool *cached)
 {
-	struct cache_lock lock;
-	char name[64];
+	struct fetch_ctx c = { h, o, t, id };
+	char *text;
 	int r;
 
-	*cached = false;
-	if (o->arm_cache_time == 0)
-		return fetch_bastion(h, o, t, b);
-	entry_name(o, name, sizeof(name));
-	if (read_entry(o, name, b) == 0) {
-		*cached = true;
-		return 0;
-	}
-	(void)cache_lock(name, o->connect_timeout, &lock);
-	if (read_entry(o, name, b) == 0)
-		*cached = true;
-	else if ((r = fetch_bastion(h, o, t, b)) != 0) {
-		cache_unlock(&lock);
+	if ((r = lookup(o, "arm-bastion", id, fetch_text, &c, &text,
+	    cached)) != 0)
 		return r;
-	} else
-		write_entry(name, b);
-	cache_unlock(&lock);
-	return 0;
+	r = arm_parse_bastion(text, b);
+	free(text);
+	if (r == 0)
+		return 0;
+	arm_forget_bastion(o, id);	/* not what we wrote: start again */
+	*cached = false;
+	return fetch_bastion(h, o, t, id, b);
+}
+
+/* Keeps what discovery learnt of a Bastion, as if read from ARM. */
+void
+arm_remember_bastion(const struct options *o, const char *id,
+    const struct bastion *b)
+{
+	char *text = bastion_text(b);
+
+	lookup_put(o, "arm-bastion", id, text);
+	free(text);
 }
 
 /* Drops the cached Bastion, which turned out stale. */
 void
-arm_forget_bastion(const struct options *o)
+arm_forget_bastion(const struct options *o, const char *id)
 {
-	char name[64];
-
-	entry_name(o, name, sizeof(name));
-	(void)cache_remove(name);
+	lookup_forget(o, "arm-bastion", id);
 }

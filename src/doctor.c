@@ -19,6 +19,7 @@
 #include "jwt.h"
 #include "log.h"
 #include "misc.h"
+#include "route.h"
 #include "session.h"
 #include "target.h"
 
@@ -26,9 +27,7 @@ struct doctor {
 	const struct options	*o;
 	struct http		 h;
 	struct token		 tok;
-	struct bastion		 b;
-	struct resource_id	 bastion_id;
-	struct target		 tg;
+	struct route		 rt;
 	int			 status;	/* the first failure's */
 };
 
@@ -53,9 +52,10 @@ step(struct doctor *d, const char *name, int r, const char *fmt, ...)
 }
 
 static int
-check_settings(struct doctor *d)
+check_settings(struct doctor *d, const char *host, const char *port)
 {
 	const struct options *o = d->o;
+	int r;
 
 	step(d, "config", 0, "files: %s; Host lines: %s",
 	    o->files_read ? o->files_read : "none",
@@ -64,15 +64,20 @@ check_settings(struct doctor *d)
 	    "CAFile %s, ConnectTimeout %ld", o->cloud->name, o->arm_endpoint,
 	    o->authority_host, o->ca_file ? o->ca_file : "(system)",
 	    o->connect_timeout);
-	if (o->bastion == NULL) {
+	if (o->bastion == NULL && host == NULL) {
 		step(d, "bastion", EXIT_CONFIG, "no Bastion: set it to the "
-		    "Bastion's resource id in a Host block or with -o");
+		    "Bastion's resource id, or give HOST to find one");
 		return -1;
 	}
-	if (resource_id_parse(o->bastion, &d->bastion_id) == -1 ||
-	    !resource_id_is_bastion(&d->bastion_id)) {
-		step(d, "bastion", EXIT_CONFIG, "\"%.200s\" is not the "
-		    "resource id of a Bastion host", o->bastion);
+	if ((r = route_check(o, host, port, &d->rt)) != 0 &&
+	    host == NULL) {
+		step(d, "bastion", r, "the Bastion setting is wrong (see "
+		    "above)");
+		return -1;
+	}
+	if (r != 0) {
+		step(d, "target", r, "HOST %s PORT %s (see above)", host,
+		    port);
 		return -1;
 	}
 	return 0;
@@ -111,25 +116,52 @@ check_credential(struct doctor *d)
 	return 0;
 }
 
-static int
-check_bastion(struct doctor *d)
+static void
+describe_bastion(struct doctor *d)
 {
+	const struct bastion *b = &d->rt.b;
+
+	step(d, "arm", 0, "Bastion %s: SKU %s, tunneling %s, IP connect %s, "
+	    "data plane %s", d->rt.bastion_id, b->sku ? b->sku : "?",
+	    b->tunneling == TRI_TRUE ? "on" : b->tunneling == TRI_FALSE ?
+	    "off" : "?", b->ip_connect == TRI_TRUE ? "on" :
+	    b->ip_connect == TRI_FALSE ? "off" : "?", b->dns_name);
+}
+
+/*
+ * The target and the Bastion, from ARM itself (the cache is left
+ * alone): without HOST, only the Bastion setting's.
+ */
+static int
+check_route(struct doctor *d, const char *host)
+{
+	struct options fresh = *d->o;
+	struct route *rt = &d->rt;
 	bool cached;
 	int r;
 
-	/* ask ARM itself, and leave the cache fresh */
-	arm_forget_bastion(d->o);
-	if ((r = arm_get_bastion(&d->h, d->o, &d->tok, &d->b, &cached)) != 0) {
-		step(d, "arm", r, "cannot read the Bastion (see above); check "
-		    "its id and the credential's Reader role on it");
+	fresh.arm_cache_time = 0;
+	if (host == NULL)
+		r = arm_get_bastion(&d->h, &fresh, &d->tok, d->o->bastion,
+		    &rt->b, &cached);
+	else
+		r = route_find(&d->h, &fresh, &d->tok, host, rt);
+	if (host != NULL && rt->tg.resource_id != NULL)
+		step(d, "target", 0, "%s port %d%s%s%s", rt->tg.resource_id,
+		    rt->tg.port, rt->tg.ip ? ", hostname " : "",
+		    rt->tg.ip ? rt->tg.ip : "", rt->target_set ? "" :
+		    " (found with Resource Graph)");
+	if (rt->b.dns_name == NULL) {
+		step(d, "arm", r, "cannot find or read the Bastion (see "
+		    "above); check the settings and the credential's Reader "
+		    "role");
 		return -1;
 	}
-	step(d, "arm", 0, "Bastion %s: SKU %s, tunneling %s, IP connect %s, "
-	    "data plane %s", d->bastion_id.name, d->b.sku ? d->b.sku : "?",
-	    d->b.tunneling == TRI_TRUE ? "on" : d->b.tunneling == TRI_FALSE ?
-	    "off" : "?", d->b.ip_connect == TRI_TRUE ? "on" :
-	    d->b.ip_connect == TRI_FALSE ? "off" : "?", d->b.dns_name);
-	r = arm_check_bastion(&d->b, d->bastion_id.name, d->tg.ip != NULL);
+	if (rt->bastion_id == NULL)
+		rt->bastion_id = xstrdup(d->o->bastion);
+	describe_bastion(d);
+	if (host == NULL)
+		r = arm_check_bastion(&rt->b, rt->bastion_id, false);
 	step(d, "sku", r, r == 0 ? "native client tunnels allowed" :
 	    "refused (see above)");
 	return r == 0 ? 0 : -1;
@@ -141,20 +173,21 @@ check_data_plane(struct doctor *d)
 {
 	struct session s;
 	char why[512], *pod = NULL;
-	const char *endpoint = d->b.dns_name;
+	const struct bastion *b = &d->rt.b;
+	const char *endpoint = b->dns_name;
 	long retry_in;
 	int r;
 
-	if (arm_is_developer(&d->b)) {
-		if ((r = session_data_pod(&d->h, d->b.dns_name, d->o->bastion,
-		    &d->tg, &d->tok, &pod)) != 0) {
+	if (arm_is_developer(b)) {
+		if ((r = session_data_pod(&d->h, b->dns_name, d->rt.bastion_id,
+		    &d->rt.tg, &d->tok, &pod)) != 0) {
 			step(d, "session", r, "no data pod (see above)");
 			return;
 		}
 		endpoint = pod;
 	}
-	r = session_create(&d->h, endpoint, pod != NULL, &d->tg, &d->tok, &s,
-	    why, sizeof(why), &retry_in);
+	r = session_create(&d->h, endpoint, pod != NULL, &d->rt.tg, &d->tok,
+	    &s, why, sizeof(why), &retry_in);
 	free(pod);
 	if (r != 0) {
 		step(d, "session", r, "%s", why[0] ? why : "no answer (see "
@@ -164,8 +197,8 @@ check_data_plane(struct doctor *d)
 	r = session_delete(&d->h, &s);
 	step(d, "session", r, r == 0 ? "the Bastion at %s made a session for "
 	    "port %d and deleted it" : "the Bastion at %s made a session for "
-	    "port %d, but did not delete it (see above)", d->b.dns_name,
-	    d->tg.port);
+	    "port %d, but did not delete it (see above)", b->dns_name,
+	    d->rt.tg.port);
 	session_free(&s);
 }
 
@@ -177,32 +210,20 @@ doctor_command(const struct options *o, const char *host, const char *port)
 
 	memset(&d, 0, sizeof(d));
 	d.o = o;
-	if (check_settings(&d) == -1)
+	if (check_settings(&d, host, port) == -1)
 		goto out;
-	if (host != NULL && (r = target_resolve(host, port, o, &d.bastion_id,
-	    &d.tg)) != 0) {
-		step(&d, "target", r, "HOST %s PORT %s (see above)", host,
-		    port);
-		goto out;
-	}
-	if (host != NULL)
-		step(&d, "target", 0, "%s port %d%s%s", d.tg.resource_id,
-		    d.tg.port, d.tg.ip ? ", hostname " : "",
-		    d.tg.ip ? d.tg.ip : "");
 	if ((r = http_init(&d.h, o->ca_file, BASTION_STDIO_UA,
 	    o->connect_timeout)) != 0) {
 		step(&d, "http", r, "cannot set up libcurl");
 		goto out;
 	}
 	/* the data plane needs a target; without HOST it is not asked */
-	if (check_credential(&d) == 0 && check_bastion(&d) == 0 &&
+	if (check_credential(&d) == 0 && check_route(&d, host) == 0 &&
 	    host != NULL)
 		check_data_plane(&d);
 	http_cleanup(&d.h);
 out:
 	token_free(&d.tok);
-	arm_bastion_free(&d.b);
-	target_free(&d.tg);
-	resource_id_free(&d.bastion_id);
+	route_free(&d.rt);
 	return d.status;
 }

@@ -26,6 +26,7 @@
 #include "misc.h"
 #include "proxy.h"
 #include "relay.h"
+#include "route.h"
 #include "session.h"
 #include "target.h"
 #include "tunnel.h"
@@ -197,46 +198,22 @@ load_config(const struct args *a, struct options *o)
  * SKU, on the data pod its front end names for this connection.
  */
 static int
-reach_target(struct http *h, const struct options *o, const struct bastion *b,
-    const struct target *tg, struct token *tok, bool *opened)
+reach_target(struct http *h, const struct options *o, const struct route *rt,
+    struct token *tok, bool *opened)
 {
+	const struct bastion *b = &rt->b;
 	char *pod = NULL;
 	int r;
 
 	*opened = false;
 	if (arm_is_developer(b) && (r = session_data_pod(h, b->dns_name,
-	    o->bastion, tg, tok, &pod)) != 0)
+	    rt->bastion_id, &rt->tg, tok, &pod)) != 0)
 		return r;
 	if (pod != NULL)
 		verbose("Developer Bastion: data pod %s", pod);
-	r = relay_run(h, o, pod != NULL ? pod : b->dns_name, pod != NULL, tg,
-	    tok, &signalled, opened);
+	r = relay_run(h, o, pod != NULL ? pod : b->dns_name, pod != NULL,
+	    &rt->tg, tok, &signalled, opened);
 	free(pod);
-	return r;
-}
-
-/*
- * The cached Bastion could not be reached or refused the target: it may
- * have changed since.  Reads it from ARM again; 0 to try once more.
- */
-static int
-refresh_bastion(struct http *h, const struct options *o,
-    const struct token *tok, struct bastion *b,
-    const struct resource_id *bastion_id, const struct target *tg)
-{
-	char *before = xstrdup(b->dns_name);
-	bool cached;
-	int r;
-
-	verbose("the cached Bastion may be stale: reading it again");
-	arm_forget_bastion(o);
-	arm_bastion_free(b);
-	if ((r = arm_get_bastion(h, o, tok, b, &cached)) == 0)
-		r = arm_check_bastion(b, bastion_id->name, tg->ip != NULL);
-	if (r == 0 && strcmp(before, b->dns_name) == 0)
-		r = -1;		/* the same Bastion: no point in another try */
-	/* 0 to try again; the first failure stands otherwise */
-	free(before);
 	return r;
 }
 
@@ -244,32 +221,15 @@ refresh_bastion(struct http *h, const struct options *o,
 static int
 run(const struct args *a, const struct options *o)
 {
-	struct resource_id bastion_id;
-	struct target tg;
-	struct bastion b;
+	struct route rt;
 	struct token tok;
 	struct http h;
 	struct timespec t0;
-	bool cached, opened;
+	bool opened;
 	int r;
 
-	memset(&b, 0, sizeof(b));
 	memset(&tok, 0, sizeof(tok));
-	memset(&tg, 0, sizeof(tg));
-	if (o->bastion == NULL) {
-		error("no Bastion for %s: set Bastion to the Bastion's "
-		    "resource id in the configuration file or with -o",
-		    a->host);
-		return EXIT_CONFIG;
-	}
-	if (resource_id_parse(o->bastion, &bastion_id) == -1 ||
-	    !resource_id_is_bastion(&bastion_id)) {
-		resource_id_free(&bastion_id);
-		error("Bastion \"%.200s\" is not the resource id of a Bastion "
-		    "host", o->bastion);
-		return EXIT_CONFIG;
-	}
-	if ((r = target_resolve(a->host, a->port, o, &bastion_id, &tg)) != 0 ||
+	if ((r = route_check(o, a->host, a->port, &rt)) != 0 ||
 	    (r = http_init(&h, o->ca_file, BASTION_STDIO_UA,
 	    o->connect_timeout)) != 0)
 		goto out;
@@ -278,23 +238,21 @@ run(const struct args *a, const struct options *o)
 	if ((r = cred_get_arm_token(&h, o, &tok)) != 0)
 		goto out_http;
 	verbose("ARM token (%ld ms)", ms_since(&t0));
-	if ((r = arm_get_bastion(&h, o, &tok, &b, &cached)) != 0 ||
-	    (r = arm_check_bastion(&b, bastion_id.name, tg.ip != NULL)) != 0)
+	if ((r = route_find(&h, o, &tok, a->host, &rt)) != 0)
 		goto out_http;
-	verbose("Bastion %s at %s%s (%ld ms)", bastion_id.name, b.dns_name,
-	    cached ? ", cached" : "", ms_since(&t0));
-	r = reach_target(&h, o, &b, &tg, &tok, &opened);
-	if (r != 0 && cached && !opened && !signalled &&
-	    refresh_bastion(&h, o, &tok, &b, &bastion_id, &tg) == 0)
-		r = reach_target(&h, o, &b, &tg, &tok, &opened);
+	verbose("%s through Bastion %s at %s%s (%ld ms)", rt.tg.resource_id,
+	    rt.bastion_id, rt.b.dns_name, rt.cached ? ", cached" : "",
+	    ms_since(&t0));
+	r = reach_target(&h, o, &rt, &tok, &opened);
+	if (r != 0 && rt.cached && !opened && !signalled &&
+	    route_refresh(&h, o, &tok, a->host, &rt) == 0)
+		r = reach_target(&h, o, &rt, &tok, &opened);
 	verbose("done (%ld ms)", ms_since(&t0));
 out_http:
 	http_cleanup(&h);
 out:
 	token_free(&tok);
-	arm_bastion_free(&b);
-	target_free(&tg);
-	resource_id_free(&bastion_id);
+	route_free(&rt);
 	return r;
 }
 

@@ -195,40 +195,48 @@ resource_id_is_vm(const struct resource_id *r)
 	    target_is_vm_name(r->name) && all_chars(r->child_name, "");
 }
 
-/* The VM named HOST, in TargetSubscription and TargetResourceGroup. */
+/*
+ * The VM named HOST when TargetResourceGroup and a subscription
+ * (TargetSubscription, else the Bastion's) say where it is; otherwise
+ * tg->resource_id stays NULL and ARM is asked (discover.c).
+ */
 static int
 vm_target(const char *host, const struct options *o,
     const struct resource_id *bastion, struct target *tg)
 {
 	const char *sub = o->target_subscription != NULL ?
-	    o->target_subscription : bastion->subscription;
-	const char *rg = o->target_resource_group != NULL ?
-	    o->target_resource_group : bastion->resource_group;
+	    o->target_subscription : bastion != NULL ?
+	    bastion->subscription : NULL;
+	const char *rg = o->target_resource_group;
 
 	if (!target_is_vm_name(host)) {
 		error("HOST \"%.100s\" is neither a VM name nor an IP address",
 		    host);
 		return EXIT_USAGE;
 	}
-	if (!target_is_subscription(sub)) {
+	if (o->target_subscription != NULL && !target_is_subscription(sub)) {
 		error("TargetSubscription \"%.100s\" is not a subscription id",
 		    sub);
 		return EXIT_CONFIG;
 	}
-	if (!target_is_resource_group(rg)) {
+	if (rg != NULL && !target_is_resource_group(rg)) {
 		error("TargetResourceGroup \"%.100s\" is not a resource group "
 		    "name", rg);
 		return EXIT_CONFIG;
 	}
-	tg->resource_id = xasprintf("/subscriptions/%s/resourceGroups/%s/"
-	    "providers/Microsoft.Compute/virtualMachines/%s", sub, rg, host);
+	if (rg != NULL && sub != NULL)
+		tg->resource_id = xasprintf("/subscriptions/%s/resourceGroups/"
+		    "%s/providers/Microsoft.Compute/virtualMachines/%s", sub,
+		    rg, host);
 	return 0;
 }
 
 /*
  * Decides what the Bastion is asked to reach: TargetResourceId if set,
- * IP-connect for an address, else the VM named HOST.  Returns 0, or an
- * exit status after reporting what is wrong with HOST, PORT or settings.
+ * IP-connect for an address when a Bastion is configured, else the VM
+ * named HOST.  Returns 0, or an exit status after reporting what is
+ * wrong with HOST, PORT or settings.  A NULL tg->resource_id means that
+ * only ARM can tell: a VM by name, computer name or private IP.
  */
 int
 target_resolve(const char *host, const char *port, const struct options *o,
@@ -255,6 +263,8 @@ target_resolve(const char *host, const char *port, const struct options *o,
 		tg->resource_id = xstrdup(o->target_resource_id);
 		return 0;
 	}
+	if (target_is_ip(host) && bastion == NULL)
+		return 0;
 	if (target_is_ip(host)) {
 		tg->ip = xstrdup(host);
 		tg->resource_id = xasprintf("/subscriptions/%s/resourceGroups/"

@@ -1,5 +1,6 @@
-# What ARM said of the Bastion is cached: processes started together ask
-# ARM once, a warm cache asks not at all, and a cached host that leads
+# What ARM said is cached: processes started together ask ARM once
+# for each thing (Resource Graph for where vm1 is, a GET for the
+# Bastion), a warm cache asks not at all, and a cached host that leads
 # nowhere is looked up again.
 
 target_start send 100
@@ -10,11 +11,12 @@ for i in $(seq 1 20); do
 	pids="$pids $!"
 done
 for p in $pids; do wait $p || fail "a process failed"; done
-expect_eq "$(emu_counter arm)" 1 "ARM requests for twenty processes"
+expect_eq "$(emu_counter arm)" 2 "ARM requests for twenty processes"
+expect_eq "$(emu_counter resourcegraph)" 1 "of which Resource Graph"
 run_bs vm1 "$TARGET_PORT" </dev/null
-expect_eq "$(emu_counter arm)" 1 "ARM requests with a warm cache"
+expect_eq "$(emu_counter arm)" 2 "ARM requests with a warm cache"
 run_bs -o ArmCacheTime=0 vm1 "$TARGET_PORT" </dev/null
-expect_eq "$(emu_counter arm)" 2 "ARM requests with ArmCacheTime 0"
+expect_eq "$(emu_counter arm)" 4 "ARM requests with ArmCacheTime 0"
 
 # The Bastion moves: the cache still names a port where nothing listens.
 port=$(free_port)

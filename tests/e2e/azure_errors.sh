@@ -39,8 +39,8 @@ run_bs vm1 22 </dev/null
 expect_eq $RC 5 "status for an HTML 502"
 expect_match "$T/err" '502 no error message' "HTML 502 message"
 
-# A VM the Bastion does not know.
-run_bs novm 22 </dev/null
+# A VM the Bastion does not know (its group given, so ARM is not asked).
+run_bs -o TargetResourceGroup="$RG" novm 22 </dev/null
 expect_eq $RC 5 "status for an unknown VM"
 expect_match "$T/err" 'refused a session for .*/virtualMachines/novm port 22: 404' \
     "unknown VM message"

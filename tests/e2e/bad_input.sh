@@ -25,7 +25,6 @@ check 3 'unknown keyword "Nope"' $F -o Nope=1 vm1 22
 check 3 'ConnectTimeout must be a number' $F -o ConnectTimeout=soon vm1 22
 check 3 'FrameSize must be a number from 512 to 65536' $F -o FrameSize=1 vm1 22
 check 3 'cannot open configuration file /nonexistent' -F /nonexistent vm1 22
-check 3 'no Bastion for vm1' -F none vm1 22
 check 3 'is not the resource id of a Bastion' -F none \
     -o Bastion=/subscriptions/s/resourceGroups/g/providers/x/y/z vm1 22
 check 3 'TargetResourceId .* is not the id of a VM' $F \

@@ -10,8 +10,11 @@ TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 # Managed identity must never look for the real IMDS (169.254.169.254)
 # from a test: point it at a loopback port where nothing listens, and
 # keep the other managed-identity and Azure CLI sources out unless a
-# test sets them up itself.  Each test gets its own token cache.
+# test sets them up itself.  Each test gets its own token cache.  A run
+# without settings would ask the public cloud's Entra ID: it gets a
+# closed loopback port instead (settings in files and -o still win).
 export AZURE_POD_IDENTITY_AUTHORITY_HOST=http://127.0.0.1:9
+export AZURE_AUTHORITY_HOST=https://127.0.0.1:9
 unset IDENTITY_ENDPOINT IDENTITY_HEADER IMDS_ENDPOINT MSI_ENDPOINT MSI_SECRET
 unset AZURE_FEDERATED_TOKEN_FILE AZURE_CLIENT_CERTIFICATE_PATH
 export AZURE_CONFIG_DIR=/nonexistent/azure-cli

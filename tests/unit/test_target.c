@@ -5,6 +5,7 @@
 #include "config.h"
 #include "misc.h"
 
+#include "discover.h"
 #include "target.h"
 #include "unit.h"
 
@@ -133,10 +134,15 @@ test_resolve(void)
 {
 	struct target tg;
 
+	/* no resource group: only ARM can say where vm1 is */
 	CHECK(resolve("vm1", "22", &tg, NULL) == 0);
-	CHECK_STR(tg.resource_id, "/subscriptions/bsub/resourceGroups/brg/"
+	CHECK(tg.resource_id == NULL && tg.ip == NULL && tg.port == 22);
+	target_free(&tg);
+
+	/* a resource group alone: in the Bastion's subscription */
+	CHECK(resolve("vm1", "22", &tg, "TargetResourceGroup=rg2", NULL) == 0);
+	CHECK_STR(tg.resource_id, "/subscriptions/bsub/resourceGroups/rg2/"
 	    "providers/Microsoft.Compute/virtualMachines/vm1");
-	CHECK(tg.ip == NULL && tg.port == 22);
 	target_free(&tg);
 
 	CHECK(resolve("vm1", "2222", &tg, "TargetResourceGroup=rg2",
@@ -182,6 +188,28 @@ test_resolve_errors(void)
 	target_free(&tg);
 }
 
+/* SCALESET_N: Azure's own name for instance N of a uniform scale set. */
+static void
+test_instance_syntax(void)
+{
+	char ss[80];
+	const char *n;
+
+	CHECK(discover_split_instance("pool_3", ss, sizeof(ss), &n) == 0);
+	CHECK_STR(ss, "pool");
+	CHECK_STR(n, "3");
+	CHECK(discover_split_instance("my_pool_12", ss, sizeof(ss), &n) == 0);
+	CHECK_STR(ss, "my_pool");
+	CHECK_STR(n, "12");
+	CHECK(discover_split_instance("web", ss, sizeof(ss), &n) == -1);
+	CHECK(discover_split_instance("_3", ss, sizeof(ss), &n) == -1);
+	CHECK(discover_split_instance("pool_", ss, sizeof(ss), &n) == -1);
+	CHECK(discover_split_instance("pool_3a", ss, sizeof(ss), &n) == -1);
+	CHECK(discover_split_instance("pool_1234567890", ss, sizeof(ss),
+	    &n) == -1);
+	CHECK(discover_split_instance("pool_3", ss, 4, &n) == -1);
+}
+
 int
 main(void)
 {
@@ -191,5 +219,6 @@ main(void)
 	RUN(test_bad_resource_ids);
 	RUN(test_resolve);
 	RUN(test_resolve_errors);
+	RUN(test_instance_syntax);
 	return unit_done();
 }

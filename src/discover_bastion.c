@@ -1,0 +1,341 @@
+/*
+ * Finding the Bastion for a target when none is configured: one whose
+ * virtual network is the target's, or (not the Developer SKU, which
+ * reaches only its own network) is peered with it, the peering
+ * Connected.  Peering is not transitive, so a direct peering it must
+ * be.  One Resource Graph query brings the target's NICs (or its scale
+ * set's model), every Bastion, and every virtual network's peerings.
+ */
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "arm.h"
+#include "discover.h"
+#include "graph.h"
+#include "log.h"
+#include "misc.h"
+#include "target.h"
+
+#define TYPE_BASTION	"microsoft.network/bastionhosts"
+#define TYPE_VNET	"microsoft.network/virtualnetworks"
+#define TYPE_NIC	"microsoft.network/networkinterfaces"
+#define LIST_MAX	10
+
+static char *
+network_query(const char *target_id)
+{
+	struct resource_id r;
+	struct buf q;
+	char *s, *ss = NULL;
+
+	if (resource_id_parse(target_id, &r) == 0 && r.child_name != NULL)
+		ss = xasprintf("/subscriptions/%s/resourceGroups/%s/providers/"
+		    "%s/%s/%s", r.subscription, r.resource_group, r.provider,
+		    r.type, r.name);
+	resource_id_free(&r);
+	buf_init(&q, 1024);
+	buf_puts(&q, "Resources | where type in~ ('" TYPE_BASTION "', '"
+	    TYPE_VNET "') or ");
+	if (ss != NULL) {
+		buf_puts(&q, "id =~ ");
+		graph_quote(&q, ss);
+	} else {
+		buf_puts(&q, "(type =~ '" TYPE_NIC "' and "
+		    "properties.virtualMachine.id =~ ");
+		graph_quote(&q, target_id);
+		buf_puts(&q, ")");
+	}
+	buf_puts(&q, " | project id, type, sku = tostring(sku.name), "
+	    "dnsName = tostring(properties.dnsName), "
+	    "tunneling = properties.enableTunneling, "
+	    "ipConnect = properties.enableIpConnect, "
+	    "vnet = tostring(properties.virtualNetwork.id), "
+	    "ipConfigurations = properties.ipConfigurations, "
+	    "peerings = properties.virtualNetworkPeerings, "
+	    "nics = properties.virtualMachineProfile.networkProfile."
+	    "networkInterfaceConfigurations");
+	s = xstrdup(buf_str(&q));
+	buf_free(&q);
+	free(ss);
+	return s;
+}
+
+/* The virtual network of a subnet id, as a new string, or NULL. */
+static char *
+vnet_of_subnet(const char *subnet)
+{
+	const char *p = subnet != NULL ? strstr(subnet, "/subnets/") : NULL;
+
+	if (p == NULL)
+		return NULL;
+	return xasprintf("%.*s", (int)(p - subnet), subnet);
+}
+
+static const char *
+subnet_of_ipconfig(const cJSON *ipc)
+{
+	const cJSON *props = cJSON_GetObjectItemCaseSensitive(ipc,
+	    "properties");
+	const cJSON *subnet = cJSON_GetObjectItemCaseSensitive(props,
+	    "subnet");
+
+	return graph_str(subnet, "id");
+}
+
+/* Adds the networks of ipConfigurations to the list, once each. */
+static void
+add_networks(cJSON *list, const cJSON *ipconfigs)
+{
+	const cJSON *ipc, *known;
+	char *vnet;
+
+	cJSON_ArrayForEach(ipc, ipconfigs) {
+		if ((vnet = vnet_of_subnet(subnet_of_ipconfig(ipc))) == NULL)
+			continue;
+		cJSON_ArrayForEach(known, list)
+			if (strcasecmp(known->valuestring, vnet) == 0)
+				break;
+		if (known == NULL)
+			cJSON_AddItemToArray(list, cJSON_CreateString(vnet));
+		free(vnet);
+	}
+}
+
+/* The target's networks: from its NICs, or its scale set's model. */
+static cJSON *
+target_networks(const cJSON *rows)
+{
+	cJSON *list = cJSON_CreateArray();
+	const cJSON *row, *nic, *props;
+	const char *type;
+
+	cJSON_ArrayForEach(row, rows) {
+		type = graph_str(row, "type");
+		if (type != NULL && strcasecmp(type, TYPE_NIC) == 0)
+			add_networks(list, cJSON_GetObjectItemCaseSensitive(row,
+			    "ipConfigurations"));
+		cJSON_ArrayForEach(nic, cJSON_GetObjectItemCaseSensitive(row,
+		    "nics")) {
+			props = cJSON_GetObjectItemCaseSensitive(nic,
+			    "properties");
+			add_networks(list, cJSON_GetObjectItemCaseSensitive(
+			    props, "ipConfigurations"));
+		}
+	}
+	return list;
+}
+
+static bool
+in_list(const cJSON *list, const char *s)
+{
+	const cJSON *item;
+
+	cJSON_ArrayForEach(item, list)
+		if (s != NULL && strcasecmp(item->valuestring, s) == 0)
+			return true;
+	return false;
+}
+
+/* Is vnet peered, Connected, with one of the target's networks? */
+static bool
+peered(const cJSON *rows, const char *vnet, const cJSON *nets)
+{
+	const cJSON *row, *peer, *props, *remote;
+	const char *id, *state;
+
+	cJSON_ArrayForEach(row, rows) {
+		if ((id = graph_str(row, "id")) == NULL ||
+		    strcasecmp(id, vnet) != 0)
+			continue;
+		cJSON_ArrayForEach(peer, cJSON_GetObjectItemCaseSensitive(row,
+		    "peerings")) {
+			props = cJSON_GetObjectItemCaseSensitive(peer,
+			    "properties");
+			remote = cJSON_GetObjectItemCaseSensitive(props,
+			    "remoteVirtualNetwork");
+			state = graph_str(props, "peeringState");
+			if (state != NULL && strcasecmp(state, "Connected") ==
+			    0 && in_list(nets, graph_str(remote, "id")))
+				return true;
+		}
+	}
+	return false;
+}
+
+static enum tristate
+row_flag(const cJSON *row, const char *column)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(row, column);
+
+	if (cJSON_IsBool(v))
+		return cJSON_IsTrue(v) ? TRI_TRUE : TRI_FALSE;
+	return TRI_UNKNOWN;
+}
+
+/* What the row says of a Bastion, as ARM's GET would; -1 if unusable. */
+static int
+row_bastion(const cJSON *row, struct bastion *b)
+{
+	const char *dns = graph_str(row, "dnsName");
+	const char *sku = graph_str(row, "sku");
+
+	memset(b, 0, sizeof(*b));
+	if (dns == NULL || !arm_is_dns_name(dns))
+		return -1;
+	b->dns_name = xstrdup(dns);
+	b->sku = sku != NULL && *sku != '\0' ? xstrdup(sku) : NULL;
+	b->tunneling = row_flag(row, "tunneling");
+	b->ip_connect = row_flag(row, "ipConnect");
+	return 0;
+}
+
+/* Can the Bastion of this row reach one of the networks? */
+static bool
+reaches(const cJSON *rows, const cJSON *row, const struct bastion *b,
+    const cJSON *nets)
+{
+	const char *own = graph_str(row, "vnet");
+	char *vnet = NULL;
+	bool yes;
+
+	if (own == NULL || *own == '\0') {
+		vnet = vnet_of_subnet(subnet_of_ipconfig(cJSON_GetArrayItem(
+		    cJSON_GetObjectItemCaseSensitive(row, "ipConfigurations"),
+		    0)));
+		own = vnet;
+	}
+	if (own == NULL)
+		return false;
+	yes = in_list(nets, own) ||
+	    (!arm_is_developer(b) && peered(rows, own, nets));
+	free(vnet);
+	return yes;
+}
+
+/* One that can tunnel: Basic cannot, nor one with tunneling off. */
+static bool
+can_tunnel(const struct bastion *b)
+{
+	if (b->sku != NULL && strcasecmp(b->sku, "Basic") == 0)
+		return false;
+	return arm_is_developer(b) || b->tunneling != TRI_FALSE;
+}
+
+static void
+list_bastions(const char *target, char **ids, int n)
+{
+	int i;
+
+	error("%d Bastions reach %s; choose one with a Host block in "
+	    "~/.config/bastion-stdio/config:", n, target);
+	for (i = 0; i < n && i < LIST_MAX; i++)
+		error("    %s", ids[i]);
+	error("  Host <the name you give ssh>");
+	error("      Bastion %s", ids[0]);
+}
+
+/*
+ * Says why no Bastion was chosen: one that reaches the target but
+ * cannot tunnel, or none at all.  Returns the exit status.
+ */
+static int
+none_found(const char *target, const char *refused_id,
+    const struct bastion *refused, const cJSON *nets)
+{
+	struct resource_id r;
+	int status;
+
+	if (refused_id != NULL && resource_id_parse(refused_id, &r) == 0) {
+		status = arm_check_bastion(refused, r.name, false);
+		resource_id_free(&r);
+		return status;
+	}
+	if (cJSON_GetArraySize(nets) == 0)
+		error("cannot tell which virtual network %s is in; set "
+		    "Bastion for it", target);
+	else
+		error("no Bastion visible to this credential is in or peered "
+		    "with %s, the network of %s; set Bastion for it",
+		    cJSON_GetArrayItem(nets, 0)->valuestring, target);
+	return EXIT_CONFIG;
+}
+
+/* Picks the one Bastion that reaches the target and can tunnel. */
+static int
+choose(const cJSON *rows, const char *target, char **id, struct bastion *b)
+{
+	cJSON *nets = target_networks(rows);
+	const cJSON *row;
+	struct bastion cand, refused = { 0 };
+	char *ids[LIST_MAX], *refused_id = NULL;
+	const char *type;
+	int n = 0, r = 0;
+
+	cJSON_ArrayForEach(row, rows) {
+		type = graph_str(row, "type");
+		if (type == NULL || strcasecmp(type, TYPE_BASTION) != 0 ||
+		    row_bastion(row, &cand) == -1)
+			continue;
+		if (!reaches(rows, row, &cand, nets))
+			arm_bastion_free(&cand);
+		else if (!can_tunnel(&cand) && refused_id == NULL) {
+			refused_id = xstrdup(graph_str(row, "id"));
+			refused = cand;
+		} else if (!can_tunnel(&cand))
+			arm_bastion_free(&cand);
+		else if (n < LIST_MAX) {
+			ids[n] = xstrdup(graph_str(row, "id"));
+			if (n++ == 0)
+				*b = cand;
+			else
+				arm_bastion_free(&cand);
+		} else
+			arm_bastion_free(&cand);
+	}
+	if (n == 0)
+		r = none_found(target, refused_id, &refused, nets);
+	else if (n > 1) {
+		list_bastions(target, ids, n);
+		arm_bastion_free(b);
+		r = EXIT_CONFIG;
+	} else
+		*id = xstrdup(ids[0]);
+	while (n-- > 0)
+		free(ids[n]);
+	free(refused_id);
+	arm_bastion_free(&refused);
+	cJSON_Delete(nets);
+	return r;
+}
+
+/*
+ * Finds the Bastion for target_id.  0 with *id and *b (what ARM says
+ * of it), or an exit status after reporting.
+ */
+int
+discover_bastion(struct http *h, const struct options *o,
+    const struct token *t, const char *target_id, char **id,
+    struct bastion *b)
+{
+	cJSON *rows;
+	char *query, *why;
+	int r;
+
+	*id = NULL;
+	memset(b, 0, sizeof(*b));
+	query = network_query(target_id);
+	why = xasprintf("find the Bastion for %s", target_id);
+	r = graph_query(h, o, t, NULL, query, why, &rows);
+	free(query);
+	free(why);
+	if (r != 0)
+		return r;
+	r = choose(rows, target_id, id, b);
+	cJSON_Delete(rows);
+	if (r == 0)
+		verbose("Bastion for %s: %s", target_id, *id);
+	return r;
+}

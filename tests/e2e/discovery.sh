@@ -1,0 +1,151 @@
+# Zero configuration: with no Bastion and no resource group set, HOST is
+# found with Resource Graph (VM name, computer name, private IP, or
+# SCALESET_N), and so is the Bastion in its network or a peered one.
+# Warm caches make no ARM request; ambiguity and dead ends are errors
+# that list what was found and say what to set.
+
+S=/subscriptions/$SUB
+NET=providers/Microsoft.Network
+CMP=providers/Microsoft.Compute
+HUB=$S/resourceGroups/hub/$NET/virtualNetworks/vnet-hub
+APP=$S/resourceGroups/app/$NET/virtualNetworks/vnet-app
+ISO=$S/resourceGroups/iso/$NET/virtualNetworks/vnet-iso
+BH_HUB=$S/resourceGroups/hub/$NET/bastionHosts/bh-hub
+BH_APP=$S/resourceGroups/app/$NET/bastionHosts/bh-app
+WEB=$S/resourceGroups/app/$CMP/virtualMachines/web
+POOL=$S/resourceGroups/app/$CMP/virtualMachineScaleSets/pool
+
+world() {	# $1: the bastions, as JSON members
+	emu POST /_emu/config -H 'Content-Type: application/json' -d @- \
+	    >/dev/null <<JSON
+{"vnets": {"$HUB": {"address_prefixes": ["10.0.0.0/16"], "peerings": ["$APP"]},
+           "$APP": {"address_prefixes": ["10.1.0.0/16"], "peerings": ["$HUB"]},
+           "$ISO": {"address_prefixes": ["10.2.0.0/16"]}},
+ "bastions": {$1},
+ "vms": {"$WEB": {"ip": "127.0.0.1", "computer_name": "web01",
+                  "private_ip": "10.1.0.4", "vnet": "$APP"},
+         "$POOL/virtualMachines/3": {"ip": "127.0.0.1", "vnet": "$APP",
+                                     "private_ip": "10.1.0.9"},
+         "$S/resourceGroups/rg-a/$CMP/virtualMachines/twin": {"ip": "127.0.0.1", "vnet": "$APP"},
+         "$S/resourceGroups/rg-b/$CMP/virtualMachines/twin": {"ip": "127.0.0.1", "vnet": "$APP"},
+         "$S/resourceGroups/iso/$CMP/virtualMachines/alone": {"ip": "127.0.0.1", "vnet": "$ISO"}}}
+JSON
+}
+hub_bastion="\"$BH_HUB\": {\"sku\": \"Standard\", \"vnet\": \"$HUB\"}"
+world "$hub_bastion"
+
+# Only where Azure is: no Bastion, no target settings.
+cat >"$T/conf" <<CONF
+ArmEndpoint $EMU
+AuthorityHost $EMU
+CAFile $W/pki/ca.pem
+ConnectTimeout 10
+CONF
+BS_CONF="-F $T/conf"
+arm0=$(emu_counter arm)
+
+target_start send 100
+run_bs_held -v web "$TARGET_PORT"
+expect_eq $RC 0 "status for a VM found by name"
+expect_eq "$(wc -c <"$T/out")" 100 "bytes from web"
+expect_match "$T/err" "through Bastion $BH_HUB" "the Bastion found"
+expect_eq $(($(emu_counter arm) - arm0)) 2 "ARM requests, cold"
+expect_eq "$(emu_counter resourcegraph)" 2 "Resource Graph queries, cold"
+expect_eq "$(emu_counter arm_bastion_get)" 0 "Bastion GETs (Graph said)"
+arm0=$(emu_counter arm)
+entra0=$(emu_counter entra)
+run_bs_held web "$TARGET_PORT"
+expect_eq $RC 0 "status, warm"
+expect_eq "$(wc -c <"$T/out")" 100 "bytes, warm"
+expect_eq $(($(emu_counter arm) - arm0)) 0 "ARM requests, warm"
+expect_eq $(($(emu_counter entra) - entra0)) 0 "Entra requests, warm"
+expect_empty "$T/err" "stderr, warm"
+
+# The computer name, a private IP and a scale-set instance.
+for h in web01 WEB 10.1.0.4 pool_3; do
+	run_bs_held -v "$h" "$TARGET_PORT"
+	expect_eq $RC 0 "status for $h"
+	expect_eq "$(wc -c <"$T/out")" 100 "bytes for $h"
+done
+expect_match "$T/err" "pool_3 is $POOL/virtualMachines/3" "instance id"
+expect_match "$T/err" "session for $POOL/virtualMachines/3 port" \
+    "the instance the Bastion was asked for"
+
+# Processes started together ask once.
+rm -rf "$T/cache"
+graph0=$(emu_counter resourcegraph)
+pids=
+for i in $(seq 1 10); do
+	"$BIN" -F "$T/conf" web "$TARGET_PORT" </dev/null >/dev/null \
+	    2>"$T/err.$i" &
+	pids="$pids $!"
+done
+for p in $pids; do wait $p || fail "a process failed: $(cat "$T"/err.*)"; done
+expect_eq $(($(emu_counter resourcegraph) - graph0)) 2 \
+    "Resource Graph queries for ten processes"
+
+# Dead ends: each a one-line reason (candidates indented below it).
+run_bs twin 22 </dev/null
+expect_eq $RC 2 "status for an ambiguous name"
+expect_match "$T/err" "twin names 2 VMs; set TargetResourceGroup" \
+    "ambiguity message"
+expect_match "$T/err" "    $S/resourceGroups/rg-a/.*/twin" "first candidate"
+expect_match "$T/err" "    $S/resourceGroups/rg-b/.*/twin" "second one"
+run_bs_held -o TargetResourceGroup=rg-b twin "$TARGET_PORT"
+expect_eq $RC 0 "status once the group is set"
+run_bs nosuch 22 </dev/null
+expect_eq $RC 2 "status for no such VM"
+expect_match "$T/err" "no VM called nosuch is visible" "unknown name message"
+run_bs 10.9.9.9 22 </dev/null
+expect_eq $RC 2 "status for an unknown private IP"
+expect_match "$T/err" "no VM .* has the private IP 10.9.9.9; .* set Bastion" \
+    "unknown IP message"
+run_bs alone 22 </dev/null
+expect_eq $RC 3 "status when no Bastion reaches"
+expect_match "$T/err" "no Bastion .* is in or peered with $ISO" \
+    "unreachable message"
+expect_eq "$(wc -c <"$T/out")" 0 "stdout in dead ends"
+
+# Two Bastions reach web: the user chooses, with the block shown.
+world "$hub_bastion, \"$BH_APP\": {\"sku\": \"Premium\", \"vnet\": \"$APP\"}"
+rm -rf "$T/cache"
+run_bs web 22 </dev/null
+expect_eq $RC 3 "status with two Bastions"
+expect_match "$T/err" "2 Bastions reach $WEB; choose one" "choice message"
+expect_match "$T/err" "      Bastion $S/resourceGroups/" "the Host block"
+run_bs_held -o Bastion="$BH_APP" web "$TARGET_PORT"
+expect_eq $RC 0 "status with the Bastion chosen"
+
+# A Basic Bastion cannot tunnel: it is passed over, and named if alone.
+world "\"$BH_HUB\": {\"sku\": \"Basic\", \"vnet\": \"$HUB\"}"
+rm -rf "$T/cache"
+run_bs web 22 </dev/null
+expect_eq $RC 5 "status when only a Basic Bastion reaches"
+expect_match "$T/err" "bh-hub has the Basic SKU" "Basic message"
+
+# A one-sided peering (Initiated) does not carry traffic.
+emu POST /_emu/config -H 'Content-Type: application/json' -d \
+    "{\"vnets\": {\"$HUB\": {\"peerings\": [\"$APP\"]}, \"$APP\": {}}}" \
+    >/dev/null
+emu POST /_emu/config -H 'Content-Type: application/json' -d \
+    "{\"bastions\": {$hub_bastion}}" >/dev/null
+rm -rf "$T/cache"
+run_bs web 22 </dev/null
+expect_eq $RC 3 "status with a one-sided peering"
+
+# A cached id that went stale (the VM moved): looked up once more.
+world "$hub_bastion"
+rm -rf "$T/cache"
+run_bs_held web "$TARGET_PORT"
+expect_eq $RC 0 "status before the move"
+emu POST /_emu/config -H 'Content-Type: application/json' -d @- \
+    >/dev/null <<JSON
+{"vms": {"$S/resourceGroups/moved/$CMP/virtualMachines/web": {"ip": "127.0.0.1",
+          "vnet": "$APP"}}}
+JSON
+run_bs_held -v web "$TARGET_PORT"
+expect_eq $RC 0 "status after the move"
+expect_eq "$(wc -c <"$T/out")" 100 "bytes after the move"
+expect_match "$T/err" "asking ARM again" "the stale route looked up again"
+expect_no_sessions
+target_stop
