@@ -21,11 +21,13 @@ ALL_CFLAGS =	-std=c99 -D_GNU_SOURCE $(WARN) $(CFLAGS) \
 LIBS =		$(shell $(PKG_CONFIG) --libs $(PKGS))
 
 # Everything but main.o, so that unit tests link the same objects.
-OBJS =		src/arm.o src/arm_call.o src/buf.o src/cache.o src/cloud.o src/config.o \
-		src/cred.o src/cred_cli.o src/cred_mi.o src/cred_sp.o src/discover.o src/discover_bastion.o src/doctor.o \
-		src/entra.o src/graph.o src/http.o src/jwt.o src/log.o src/login.o src/lookup.o \
-		src/match.o src/misc.o src/proxy.o src/session.o src/target.o \
-		src/relay.o src/route.o src/tunnel.o src/tunnel_stdio.o
+OBJS =		src/arm.o src/arm_call.o src/buf.o src/cache.o src/cloud.o \
+		src/config.o src/config_ssh.o src/cred.o src/cred_cli.o \
+		src/cred_mi.o src/cred_sp.o src/discover.o \
+		src/discover_bastion.o src/doctor.o src/entra.o src/graph.o \
+		src/http.o src/jwt.o src/log.o src/login.o src/lookup.o \
+		src/match.o src/misc.o src/proxy.o src/relay.o src/route.o \
+		src/session.o src/target.o src/tunnel.o src/tunnel_stdio.o
 PROG =		bastion-stdio
 
 all: $(PROG)

@@ -48,15 +48,7 @@ network_query(const char *target_id)
 		graph_quote(&q, target_id);
 		buf_puts(&q, ")");
 	}
-	buf_puts(&q, " | project id, type, sku = tostring(sku.name), "
-	    "dnsName = tostring(properties.dnsName), "
-	    "tunneling = properties.enableTunneling, "
-	    "ipConnect = properties.enableIpConnect, "
-	    "vnet = tostring(properties.virtualNetwork.id), "
-	    "ipConfigurations = properties.ipConfigurations, "
-	    "peerings = properties.virtualNetworkPeerings, "
-	    "nics = properties.virtualMachineProfile.networkProfile."
-	    "networkInterfaceConfigurations");
+	buf_puts(&q, " | project " DISCOVER_COLUMNS);
 	s = xstrdup(buf_str(&q));
 	buf_free(&q);
 	free(ss);
@@ -104,19 +96,27 @@ add_networks(cJSON *list, const cJSON *ipconfigs)
 	}
 }
 
-/* The target's networks: from its NICs, or its scale set's model. */
-static cJSON *
-target_networks(const cJSON *rows)
+/*
+ * A target's networks: from the NICs of vm_id, or, when it is NULL,
+ * from every NIC row and every scale set's model among rows.
+ */
+cJSON *
+discover_networks(const cJSON *rows, const char *vm_id)
 {
 	cJSON *list = cJSON_CreateArray();
 	const cJSON *row, *nic, *props;
-	const char *type;
+	const char *type, *vm;
 
 	cJSON_ArrayForEach(row, rows) {
 		type = graph_str(row, "type");
-		if (type != NULL && strcasecmp(type, TYPE_NIC) == 0)
+		vm = graph_str(row, "vm");
+		if (type != NULL && strcasecmp(type, TYPE_NIC) == 0 &&
+		    (vm_id == NULL || (vm != NULL && strcasecmp(vm, vm_id) ==
+		    0)))
 			add_networks(list, cJSON_GetObjectItemCaseSensitive(row,
 			    "ipConfigurations"));
+		if (vm_id != NULL)	/* a scale set's model is not a VM's */
+			continue;
 		cJSON_ArrayForEach(nic, cJSON_GetObjectItemCaseSensitive(row,
 		    "nics")) {
 			props = cJSON_GetObjectItemCaseSensitive(nic,
@@ -224,6 +224,27 @@ can_tunnel(const struct bastion *b)
 	return arm_is_developer(b) || b->tunneling != TRI_FALSE;
 }
 
+/*
+ * For a row of rows: 1 when it is a Bastion that reaches one of nets
+ * and can tunnel, -1 when it reaches but cannot, else 0.  *b holds what
+ * the row says of the Bastion for 1 and -1.
+ */
+int
+discover_bastion_row(const cJSON *rows, const cJSON *row, const cJSON *nets,
+    struct bastion *b)
+{
+	const char *type = graph_str(row, "type");
+
+	if (type == NULL || strcasecmp(type, TYPE_BASTION) != 0 ||
+	    row_bastion(row, b) == -1)
+		return 0;
+	if (!reaches(rows, row, b, nets)) {
+		arm_bastion_free(b);
+		return 0;
+	}
+	return can_tunnel(b) ? 1 : -1;
+}
+
 static void
 list_bastions(const char *target, char **ids, int n)
 {
@@ -267,33 +288,28 @@ none_found(const char *target, const char *refused_id,
 static int
 choose(const cJSON *rows, const char *target, char **id, struct bastion *b)
 {
-	cJSON *nets = target_networks(rows);
+	cJSON *nets = discover_networks(rows, NULL);
 	const cJSON *row;
 	struct bastion cand, refused = { 0 };
 	char *ids[LIST_MAX], *refused_id = NULL;
-	const char *type;
-	int n = 0, r = 0;
+	int n = 0, r = 0, k;
 
 	cJSON_ArrayForEach(row, rows) {
-		type = graph_str(row, "type");
-		if (type == NULL || strcasecmp(type, TYPE_BASTION) != 0 ||
-		    row_bastion(row, &cand) == -1)
+		if ((k = discover_bastion_row(rows, row, nets, &cand)) == 0)
 			continue;
-		if (!reaches(rows, row, &cand, nets))
-			arm_bastion_free(&cand);
-		else if (!can_tunnel(&cand) && refused_id == NULL) {
+		if (k == -1 && refused_id == NULL) {
 			refused_id = xstrdup(graph_str(row, "id"));
 			refused = cand;
-		} else if (!can_tunnel(&cand))
-			arm_bastion_free(&cand);
-		else if (n < LIST_MAX) {
+			continue;
+		}
+		if (k == 1 && n < LIST_MAX) {
 			ids[n] = xstrdup(graph_str(row, "id"));
-			if (n++ == 0)
+			if (n++ == 0) {
 				*b = cand;
-			else
-				arm_bastion_free(&cand);
-		} else
-			arm_bastion_free(&cand);
+				continue;
+			}
+		}
+		arm_bastion_free(&cand);
 	}
 	if (n == 0)
 		r = none_found(target, refused_id, &refused, nets);

@@ -151,6 +151,11 @@ check_route(struct doctor *d, const char *host)
 		    rt->tg.port, rt->tg.ip ? ", hostname " : "",
 		    rt->tg.ip ? rt->tg.ip : "", rt->target_set ? "" :
 		    " (found with Resource Graph)");
+	if (host != NULL && rt->tg.resource_id == NULL) {
+		step(d, "target", r, "cannot find what %s names (see above)",
+		    host);
+		return -1;
+	}
 	if (rt->b.dns_name == NULL) {
 		step(d, "arm", r, "cannot find or read the Bastion (see "
 		    "above); check the settings and the credential's Reader "

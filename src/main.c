@@ -18,6 +18,7 @@
 
 #include "arm.h"
 #include "config.h"
+#include "config_ssh.h"
 #include "cred.h"
 #include "doctor.h"
 #include "http.h"
@@ -35,7 +36,7 @@
 static volatile sig_atomic_t signalled;
 
 struct args {
-	const char	*command;	/* login, logout, doctor, or NULL */
+	const char	*command;	/* a subcommand's name, or NULL */
 	const char	*config_file;	/* -F; NULL: the default files */
 	const char	*host;
 	const char	*port;
@@ -53,7 +54,9 @@ usage(void)
 	    "[-o Keyword=Value]\n"
 	    "       bastion-stdio logout\n"
 	    "       bastion-stdio doctor [-qv] [-F configfile] "
-	    "[-o Keyword=Value] [HOST [PORT]]\n");
+	    "[-o Keyword=Value] [HOST [PORT]]\n"
+	    "       bastion-stdio config-ssh [-qv] [-F configfile] "
+	    "[-o Keyword=Value]\n");
 }
 
 static void
@@ -102,7 +105,8 @@ parse_args(int argc, char **argv, struct args *a, struct options *o)
 	}
 	if (argc > 1 && (strcmp(argv[1], "login") == 0 ||
 	    strcmp(argv[1], "logout") == 0 ||
-	    strcmp(argv[1], "doctor") == 0)) {
+	    strcmp(argv[1], "doctor") == 0 ||
+	    strcmp(argv[1], "config-ssh") == 0)) {
 		a->command = argv[1];
 		argv[1] = argv[0];	/* getopt's messages name the program */
 		argv++;
@@ -275,6 +279,8 @@ main(int argc, char **argv)
 		else if (strcmp(a.command, "doctor") == 0)
 			r = doctor_command(&o, *a.host ? a.host : NULL,
 			    a.port);
+		else if (strcmp(a.command, "config-ssh") == 0)
+			r = config_ssh_command(&o);
 		else
 			r = logout_command();
 	}

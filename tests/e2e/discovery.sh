@@ -4,16 +4,8 @@
 # Warm caches make no ARM request; ambiguity and dead ends are errors
 # that list what was found and say what to set.
 
-S=/subscriptions/$SUB
-NET=providers/Microsoft.Network
-CMP=providers/Microsoft.Compute
-HUB=$S/resourceGroups/hub/$NET/virtualNetworks/vnet-hub
-APP=$S/resourceGroups/app/$NET/virtualNetworks/vnet-app
-ISO=$S/resourceGroups/iso/$NET/virtualNetworks/vnet-iso
-BH_HUB=$S/resourceGroups/hub/$NET/bastionHosts/bh-hub
+net_ids
 BH_APP=$S/resourceGroups/app/$NET/bastionHosts/bh-app
-WEB=$S/resourceGroups/app/$CMP/virtualMachines/web
-POOL=$S/resourceGroups/app/$CMP/virtualMachineScaleSets/pool
 
 world() {	# $1: the bastions, as JSON members
 	emu POST /_emu/config -H 'Content-Type: application/json' -d @- \
@@ -70,6 +62,23 @@ done
 expect_match "$T/err" "pool_3 is $POOL/virtualMachines/3" "instance id"
 expect_match "$T/err" "session for $POOL/virtualMachines/3 port" \
     "the instance the Bastion was asked for"
+
+# Resource Graph throttles: its Retry-After is waited for, within
+# ConnectTimeout.
+rm -rf "$T/cache"
+graph0=$(emu_counter resourcegraph)
+emu_faults '{"resourcegraph_status": {"status": 429, "headers": {"Retry-After": "1"}, "body": {"error": {"code": "RateLimiting", "message": "slow down"}}, "count": 1}}'
+run_bs_held web "$TARGET_PORT"
+expect_eq $RC 0 "status after a 429 from Resource Graph"
+expect_eq $(($(emu_counter resourcegraph) - graph0)) 3 \
+    "Resource Graph queries with one 429"
+rm -rf "$T/cache"
+emu_faults '{"resourcegraph_status": {"status": 429, "headers": {"Retry-After": "60"}, "body": {"error": {"code": "RateLimiting", "message": "slow down"}}, "count": 1}}'
+run_bs web 22 </dev/null
+expect_eq $RC 5 "status when Resource Graph asks to wait too long"
+expect_match "$T/err" "cannot look up web with Resource Graph: 429 RateLimiting: slow down" \
+    "throttling message"
+emu_faults '{"resourcegraph_status": null}'
 
 # Processes started together ask once.
 rm -rf "$T/cache"
@@ -147,5 +156,20 @@ run_bs_held -v web "$TARGET_PORT"
 expect_eq $RC 0 "status after the move"
 expect_eq "$(wc -c <"$T/out")" 100 "bytes after the move"
 expect_match "$T/err" "asking ARM again" "the stale route looked up again"
+
+# doctor finds the same way, from ARM itself.
+"$BIN" doctor -F "$T/conf" web >"$T/out" 2>"$T/err"
+expect_eq $? 0 "doctor status"
+expect_match "$T/out" "^\[ok\] +target +$S/resourceGroups/moved/.*/web port 22 \(found with Resource Graph\)" \
+    "doctor's target line"
+expect_match "$T/out" "^\[ok\] +arm +Bastion $BH_HUB: SKU Standard" \
+    "doctor's Bastion line"
+"$BIN" doctor -F "$T/conf" nosuch >"$T/out" 2>"$T/err"
+expect_eq $? 2 "doctor status for no such VM"
+expect_match "$T/out" "^\[FAIL\] target +cannot find what nosuch names" \
+    "doctor's target failure"
+"$BIN" doctor -F "$T/conf" >"$T/out" 2>"$T/err"
+expect_eq $? 3 "doctor status without HOST or Bastion"
+expect_match "$T/out" "^\[FAIL\] bastion +no Bastion" "doctor's advice"
 expect_no_sessions
 target_stop

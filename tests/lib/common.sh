@@ -126,6 +126,21 @@ emu_bastion() {
 	emu POST /_emu/config -H 'Content-Type: application/json' \
 	    -d "{\"bastions\": {\"$BASTION_ID\": $1}}" >/dev/null
 }
+# Ids of a hub-and-spoke world for the discovery tests: a hub network
+# (its Bastion bh-hub), an application network peered with it, and an
+# isolated one.
+net_ids() {
+	S=/subscriptions/$SUB
+	NET=providers/Microsoft.Network
+	CMP=providers/Microsoft.Compute
+	HUB=$S/resourceGroups/hub/$NET/virtualNetworks/vnet-hub
+	APP=$S/resourceGroups/app/$NET/virtualNetworks/vnet-app
+	ISO=$S/resourceGroups/iso/$NET/virtualNetworks/vnet-iso
+	BH_HUB=$S/resourceGroups/hub/$NET/bastionHosts/bh-hub
+	WEB=$S/resourceGroups/app/$CMP/virtualMachines/web
+	POOL=$S/resourceGroups/app/$CMP/virtualMachineScaleSets/pool
+}
+
 emu_active_sessions() {
 	emu GET /_emu/sessions | $PY -c 'import json,sys; print(len(json.load(sys.stdin)["active"]))'
 }

@@ -1,0 +1,72 @@
+# bastion-stdio config-ssh: one Host block per VM a visible Bastion
+# reaches (by id, so the connection needs no lookup), a pattern block per
+# uniform scale set, a comment for the unreachable, and blocks that ssh
+# accepts and that connect.
+
+net_ids
+emu POST /_emu/config -H 'Content-Type: application/json' -d @- \
+    >/dev/null <<JSON
+{"vnets": {"$HUB": {"address_prefixes": ["10.0.0.0/16"], "peerings": ["$APP"]},
+           "$APP": {"address_prefixes": ["10.1.0.0/16"], "peerings": ["$HUB"]},
+           "$ISO": {"address_prefixes": ["10.2.0.0/16"]}},
+ "bastions": {"$BH_HUB": {"sku": "Standard", "vnet": "$HUB"}},
+ "vms": {"$WEB": {"ip": "127.0.0.1", "vnet": "$APP"},
+         "$POOL/virtualMachines/0": {"ip": "127.0.0.1", "vnet": "$APP"},
+         "$S/resourceGroups/rg-a/$CMP/virtualMachines/twin": {"ip": "127.0.0.1", "vnet": "$APP"},
+         "$S/resourceGroups/rg-b/$CMP/virtualMachines/twin": {"ip": "127.0.0.1", "vnet": "$APP"},
+         "$S/resourceGroups/iso/$CMP/virtualMachines/alone": {"ip": "127.0.0.1", "vnet": "$ISO"}}}
+JSON
+mkdir -p "$T/xdg/bastion-stdio"
+cat >"$T/xdg/bastion-stdio/config" <<CONF
+ArmEndpoint $EMU
+AuthorityHost $EMU
+CAFile $W/pki/ca.pem
+CONF
+export XDG_CONFIG_HOME=$T/xdg
+
+"$BIN" config-ssh >"$T/out" 2>"$T/err"
+expect_eq $? 0 "status"
+expect_empty "$T/err" "stderr"
+expect_match "$T/out" "^Host web$" "a block for web"
+expect_match "$T/out" "^    ProxyCommand bastion-stdio -o 'Bastion=$BH_HUB' -o 'TargetResourceId=$WEB' %h %p$" \
+    "web's ProxyCommand"
+expect_match "$T/out" "^Host twin\\.rg-a$" "same names told apart (a)"
+expect_match "$T/out" "^Host twin\\.rg-b$" "same names told apart (b)"
+expect_match "$T/out" "^Host pool_\\*$" "a pattern for the scale set"
+expect_match "$T/out" "^# $S/resourceGroups/iso/.*/alone: no Bastion reaches it$" \
+    "the unreachable VM, as a comment"
+expect_no_match "$T/out" "^Host alone" "no block for the unreachable VM"
+expect_eq "$(grep -c '^Host ' "$T/out")" 4 "blocks"
+
+# ssh reads the blocks as written.
+HOME=$T ssh -G -F "$T/out" twin.rg-b >"$T/ssh-G" 2>&1 ||
+    fail "ssh -G: $(cat "$T/ssh-G")"
+expect_match "$T/ssh-G" "^proxycommand bastion-stdio -o 'Bastion=$BH_HUB' -o 'TargetResourceId=$S/resourceGroups/rg-b/" \
+    "ssh's view of a block"
+
+# The block's command connects, asking ARM only for the Bastion.
+target_start send 100
+cmd=$(sed -n "/^Host web\$/{n;s/^    ProxyCommand //p}" "$T/out")
+cmd=${cmd//%h/web}
+cmd=${cmd//%p/$TARGET_PORT}
+rm -rf "$T/cache"
+arm0=$(emu_counter arm)
+rm -f "$T/held"
+mkfifo "$T/held"
+sleep 60 >"$T/held" &
+holder=$!
+PATH=$(dirname "$BIN"):$PATH sh -c "$cmd" <"$T/held" >"$T/bytes" 2>"$T/err"
+expect_eq $? 0 "status of the block's command"
+kill $holder 2>/dev/null
+expect_eq "$(wc -c <"$T/bytes")" 100 "bytes through the block's command"
+expect_eq $(($(emu_counter arm) - arm0)) 1 "ARM requests (the Bastion only)"
+expect_eq "$(emu_counter resourcegraph)" 1 "Resource Graph queries (config-ssh's)"
+target_stop
+
+# The Bastion setting limits the blocks to what that Bastion reaches.
+"$BIN" config-ssh -o Bastion="$S/resourceGroups/x/$NET/bastionHosts/other" \
+    >"$T/out" 2>"$T/err"
+expect_eq $? 0 "status with another Bastion set"
+expect_eq "$(grep -c '^Host ' "$T/out")" 0 "blocks with another Bastion set"
+expect_match "$T/err" "no VM is reachable" "a note when nothing is"
+expect_no_sessions
