@@ -9,12 +9,13 @@
 # _bastion_stdio_cmd_NAME: called with the operands before the cursor as
 # arguments and the current word in $cur, it sets the caller's cands.
 
-_bastion_stdio_commands=(login logout doctor)
+_bastion_stdio_commands=(login logout doctor config-ssh)
 declare -gA _bastion_stdio_command_options=(
 	[main]="-F -o -q -v -V"
 	[login]="-F -o -q -v"
 	[logout]=""
 	[doctor]="-F -o -q -v"
+	[config-ssh]="-F -o -q -v"
 )
 _bastion_stdio_keywords=(ArmCacheTime ArmEndpoint AuthorityHost Bastion CAFile Cloud
     ConnectTimeout Credential DeviceCode FrameSize LogFile LogLevel

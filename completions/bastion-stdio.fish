@@ -5,7 +5,7 @@
 # the __bastion_stdio_form conditions of the options it takes, and give
 # its operands completions of their own under "__bastion_stdio_form NAME".
 
-set -g __bastion_stdio_commands login logout doctor
+set -g __bastion_stdio_commands login logout doctor config-ssh
 set -g __bastion_stdio_keywords ArmCacheTime ArmEndpoint AuthorityHost \
     Bastion CAFile \
     Cloud ConnectTimeout Credential DeviceCode FrameSize LogFile LogLevel \
@@ -128,13 +128,13 @@ function __bastion_stdio_keyword
 end
 
 complete -c bastion-stdio -f
-complete -c bastion-stdio -n '__bastion_stdio_form main login doctor' \
+complete -c bastion-stdio -n '__bastion_stdio_form main login doctor config-ssh' \
     -s F -r -F -a none -d 'Configuration file ("none": none)'
-complete -c bastion-stdio -n '__bastion_stdio_form main login doctor' \
+complete -c bastion-stdio -n '__bastion_stdio_form main login doctor config-ssh' \
     -s o -x -a '(__bastion_stdio_keyword)' -d 'Set a keyword'
-complete -c bastion-stdio -n '__bastion_stdio_form main login doctor' \
+complete -c bastion-stdio -n '__bastion_stdio_form main login doctor config-ssh' \
     -s q -d 'Write no diagnostics'
-complete -c bastion-stdio -n '__bastion_stdio_form main login doctor' \
+complete -c bastion-stdio -n '__bastion_stdio_form main login doctor config-ssh' \
     -s v -d 'Show each step (up to -vvv)'
 complete -c bastion-stdio -n '__bastion_stdio_form main' -s V \
     -d 'Print the versions and exit'
@@ -144,6 +144,8 @@ complete -c bastion-stdio -n 'test (count (commandline -opc)) -eq 1' \
     -a logout -d 'Remove the sign-in and every cached token'
 complete -c bastion-stdio -n 'test (count (commandline -opc)) -eq 1' \
     -a doctor -d 'Check each step of a connection without a tunnel'
+complete -c bastion-stdio -n 'test (count (commandline -opc)) -eq 1' \
+    -a config-ssh -d 'Print ssh_config blocks for the reachable VMs'
 complete -c bastion-stdio -n '__bastion_stdio_operand_is 0' \
     -a '(__bastion_stdio_hosts)' -d Host
 complete -c bastion-stdio -n '__bastion_stdio_operand_is 1' -a 22 -d Port
