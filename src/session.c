@@ -145,6 +145,10 @@ session_create(struct http *h, const char *endpoint, int developer,
 		snprintf(why, size, "Bastion %s refused a session for %s port "
 		    "%d: %ld %s", endpoint, tg->ip != NULL ? tg->ip :
 		    tg->resource_id, tg->port, rs.status, msg);
+		if (rs.status == 403 && tg->ip != NULL)
+			snprintf(why + strlen(why), size - strlen(why), "; "
+			    "IP-based connection needs enableIpConnect on the "
+			    "Bastion, or connect by VM name");
 		r = rs.status == 401 ? EXIT_CREDENTIAL : EXIT_REFUSED;
 		if (rs.status == 429 || rs.status >= 500)
 			*retry_in = rs.retry_after >= 0 ? rs.retry_after : 1;
