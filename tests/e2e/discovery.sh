@@ -132,6 +132,19 @@ run_bs web 22 </dev/null
 expect_eq $RC 5 "status when only a Basic Bastion reaches"
 expect_match "$T/err" "bh-hub has the Basic SKU" "Basic message"
 
+# A Developer Bastion reaches its own network only, peered or not.
+DEV=$S/resourceGroups/iso/$NET/bastionHosts/bh-dev
+world "$hub_bastion, \"$DEV\": {\"sku\": \"Developer\", \"own_port\": true, \"vnet\": \"$ISO\"}"
+rm -rf "$T/cache"
+run_bs_held -v alone "$TARGET_PORT"
+expect_eq $RC 0 "status through a Developer Bastion"
+expect_eq "$(wc -c <"$T/out")" 100 "bytes through a Developer Bastion"
+expect_match "$T/err" "through Bastion $DEV" "the Developer Bastion found"
+world "\"$DEV\": {\"sku\": \"Developer\", \"own_port\": true, \"vnet\": \"$HUB\"}"
+rm -rf "$T/cache"
+run_bs web 22 </dev/null
+expect_eq $RC 3 "status when only a peered Developer Bastion is there"
+
 # A one-sided peering (Initiated) does not carry traffic.
 emu POST /_emu/config -H 'Content-Type: application/json' -d \
     "{\"vnets\": {\"$HUB\": {\"peerings\": [\"$APP\"]}, \"$APP\": {}}}" \
