@@ -203,20 +203,21 @@ load_config(const struct args *a, struct options *o)
  */
 static int
 reach_target(struct http *h, const struct options *o, const struct route *rt,
-    struct token *tok, bool *opened)
+    struct token *tok, bool *opened, char *why, size_t size)
 {
 	const struct bastion *b = &rt->b;
 	char *pod = NULL;
 	int r;
 
 	*opened = false;
+	*why = '\0';
 	if (arm_is_developer(b) && (r = session_data_pod(h, b->dns_name,
 	    rt->bastion_id, &rt->tg, tok, &pod)) != 0)
 		return r;
 	if (pod != NULL)
 		verbose("Developer Bastion: data pod %s", pod);
 	r = relay_run(h, o, pod != NULL ? pod : b->dns_name, pod != NULL,
-	    &rt->tg, tok, &signalled, opened);
+	    &rt->tg, tok, &signalled, opened, why, size);
 	free(pod);
 	return r;
 }
@@ -229,6 +230,7 @@ run(const struct args *a, const struct options *o)
 	struct token tok;
 	struct http h;
 	struct timespec t0;
+	char why[600];
 	bool opened;
 	int r;
 
@@ -247,10 +249,15 @@ run(const struct args *a, const struct options *o)
 	verbose("%s through Bastion %s at %s%s (%ld ms)", rt.tg.resource_id,
 	    rt.bastion_id, rt.b.dns_name, rt.cached ? ", cached" : "",
 	    ms_since(&t0));
-	r = reach_target(&h, o, &rt, &tok, &opened);
+	r = reach_target(&h, o, &rt, &tok, &opened, why, sizeof(why));
 	if (r != 0 && rt.cached && !opened && !signalled &&
-	    route_refresh(&h, o, &tok, a->host, &rt) == 0)
-		r = reach_target(&h, o, &rt, &tok, &opened);
+	    route_refresh(&h, o, &tok, a->host, &rt) == 0) {
+		verbose("%s", why);	/* what the stale route led to */
+		r = reach_target(&h, o, &rt, &tok, &opened, why,
+		    sizeof(why));
+	}
+	if (r != 0 && why[0] != '\0' && !signalled)
+		error("%s", why);
 	verbose("done (%ld ms)", ms_since(&t0));
 out_http:
 	http_cleanup(&h);

@@ -98,23 +98,25 @@ attempt(struct http *h, struct tunnel **tp, struct tunnel_stats *st,
 }
 
 /*
- * Runs the attempts; returns 0 for a clean end or an exit status after
- * reporting the last attempt's failure.
+ * Runs the attempts; returns 0 for a clean end or an exit status, with
+ * the last attempt's failure in why (empty if reported already), which
+ * the caller reports unless it has another way to try.
  */
 int
 relay_run(struct http *h, const struct options *o, const char *endpoint,
     int developer, const struct target *tg, struct token *tok,
-    volatile sig_atomic_t *signalled, bool *opened)
+    volatile sig_atomic_t *signalled, bool *opened, char *why, size_t size)
 {
 	struct tunnel_config tc;
 	struct tunnel_stats st = { false, 0, 0 };
 	struct tunnel *t;
 	struct proxy px;
-	char host[256], why[512];
+	char host[256];
 	long retry_in;
 	bool renewed = false;
 	int r, n;
 
+	*why = '\0';
 	if ((r = tunnel_settings(o, endpoint, &tc, host, sizeof(host),
 	    &px)) != 0)
 		return r;
@@ -126,7 +128,7 @@ relay_run(struct http *h, const struct options *o, const char *endpoint,
 	for (n = 1;; n++) {
 		why[0] = '\0';
 		r = attempt(h, &t, &st, endpoint, developer, tg, tok, why,
-		    sizeof(why), &retry_in);
+		    size, &retry_in);
 		if (r == EXIT_CREDENTIAL && !renewed && n < ATTEMPTS) {
 			/* a cached token the Bastion no longer takes */
 			verbose("%s; getting a new ARM token", why);
@@ -136,7 +138,7 @@ relay_run(struct http *h, const struct options *o, const char *endpoint,
 			continue;
 		}
 		if (retry_in > o->connect_timeout) {
-			snprintf(why + strlen(why), sizeof(why) - strlen(why),
+			snprintf(why + strlen(why), size - strlen(why),
 			    " (it asks to wait %ld s)", retry_in);
 			break;
 		}
@@ -148,12 +150,11 @@ relay_run(struct http *h, const struct options *o, const char *endpoint,
 	}
 	tunnel_close(t, &st);
 	sanitise_stdfd();
-	if (r != 0 && why[0] != '\0' && !*signalled) {
-		if (n > 1)
-			error("%s (attempt %d of %d)", why, n, n);
-		else
-			error("%s", why);
-	}
+	if (r != 0 && why[0] != '\0' && n > 1)
+		snprintf(why + strlen(why), size - strlen(why),
+		    " (attempt %d of %d)", n, n);
+	if (r == 0)
+		*why = '\0';
 	verbose("tunnel closed: %llu bytes up, %llu down",
 	    (unsigned long long)st.bytes_up,
 	    (unsigned long long)st.bytes_down);

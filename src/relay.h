@@ -13,6 +13,6 @@
 int	relay_run(struct http *h, const struct options *o,
 	    const char *endpoint, int developer, const struct target *tg,
 	    struct token *tok, volatile sig_atomic_t *signalled,
-	    bool *opened);
+	    bool *opened, char *why, size_t size);
 
 #endif

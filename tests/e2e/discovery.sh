@@ -169,6 +169,16 @@ run_bs_held -v web "$TARGET_PORT"
 expect_eq $RC 0 "status after the move"
 expect_eq "$(wc -c <"$T/out")" 100 "bytes after the move"
 expect_match "$T/err" "asking ARM again" "the stale route looked up again"
+move_web() {
+	emu POST /_emu/config -H 'Content-Type: application/json' -d \
+	    "{\"vms\": {\"$S/resourceGroups/$1/$CMP/virtualMachines/web\":
+	    {\"ip\": \"127.0.0.1\", \"vnet\": \"$APP\"}}}" >/dev/null
+}
+move_web moved-again
+run_bs_held web "$TARGET_PORT"
+expect_eq $RC 0 "status after another move"
+expect_empty "$T/err" "stderr when a stale route recovers"
+move_web moved
 
 # doctor finds the same way, from ARM itself.
 "$BIN" doctor -F "$T/conf" web >"$T/out" 2>"$T/err"
