@@ -222,6 +222,18 @@ fetch_text(void *arg, char **text)
 	return 0;
 }
 
+/* A cached entry that parses (a corrupt one is looked up again). */
+static bool
+is_bastion_text(const char *text)
+{
+	struct bastion b;
+
+	if (arm_parse_bastion(text, &b) == -1)
+		return false;
+	arm_bastion_free(&b);
+	return true;
+}
+
 /*
  * Gets the Bastion with that id, from the cache while it is younger
  * than ArmCacheTime (*cached says so), else from ARM.  Returns 0, or an
@@ -232,35 +244,33 @@ arm_get_bastion(struct http *h, const struct options *o,
     const struct token *t, const char *id, struct bastion *b, bool *cached)
 {
 	struct fetch_ctx c = { h, o, t, id };
+	struct lookup_how how = { fetch_text, &c, is_bastion_text };
 	char *text;
 	int r;
 
-	if ((r = lookup(o, "arm-bastion", id, fetch_text, &c, &text,
-	    cached)) != 0)
+	if ((r = lookup(o, t, "arm-bastion", id, &how, &text, cached)) != 0)
 		return r;
+	/* a cached text passed is_bastion_text(); a fetched one parses */
 	r = arm_parse_bastion(text, b);
 	free(text);
-	if (r == 0)
-		return 0;
-	arm_forget_bastion(o, id);	/* not what we wrote: start again */
-	*cached = false;
-	return fetch_bastion(h, o, t, id, b);
+	return r == 0 ? 0 : EXIT_PROTOCOL;
 }
 
 /* Keeps what discovery learnt of a Bastion, as if read from ARM. */
 void
-arm_remember_bastion(const struct options *o, const char *id,
-    const struct bastion *b)
+arm_remember_bastion(const struct options *o, const struct token *t,
+    const char *id, const struct bastion *b)
 {
 	char *text = bastion_text(b);
 
-	lookup_put(o, "arm-bastion", id, text);
+	lookup_put(o, t, "arm-bastion", id, text);
 	free(text);
 }
 
 /* Drops the cached Bastion, which turned out stale. */
 void
-arm_forget_bastion(const struct options *o, const char *id)
+arm_forget_bastion(const struct options *o, const struct token *t,
+    const char *id)
 {
-	lookup_forget(o, "arm-bastion", id);
+	lookup_forget(o, t, "arm-bastion", id);
 }

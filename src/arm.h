@@ -30,9 +30,10 @@ void	arm_describe_error(const char *body, char *out, size_t size);
 int	arm_get_bastion(struct http *h, const struct options *o,
 	    const struct token *t, const char *id, struct bastion *b,
 	    bool *cached);
-void	arm_remember_bastion(const struct options *o, const char *id,
-	    const struct bastion *b);
-void	arm_forget_bastion(const struct options *o, const char *id);
+void	arm_remember_bastion(const struct options *o, const struct token *t,
+	    const char *id, const struct bastion *b);
+void	arm_forget_bastion(const struct options *o, const struct token *t,
+	    const char *id);
 int	arm_check_bastion(const struct bastion *b, const char *name,
 	    bool ip_connect);
 bool	arm_is_dns_name(const char *s);

@@ -14,6 +14,7 @@
 #include "lookup.h"
 #include "misc.h"
 #include "route.h"
+#include "target.h"
 
 struct find_ctx {
 	struct http		*h;
@@ -52,6 +53,33 @@ find_bastion(void *arg, char **value)
 	return 0;
 }
 
+/* Whether id parses and is of the kind that is_kind() accepts. */
+static bool
+id_is(const char *id, bool (*is_kind)(const struct resource_id *))
+{
+	struct resource_id r;
+	bool yes;
+
+	if (resource_id_parse(id, &r) == -1)
+		return false;
+	yes = is_kind(&r);
+	resource_id_free(&r);
+	return yes;
+}
+
+/* Cached values that can be what discovery found. */
+static bool
+is_target_id(const char *id)
+{
+	return id_is(id, resource_id_is_vm);
+}
+
+static bool
+is_bastion_id(const char *id)
+{
+	return id_is(id, resource_id_is_bastion);
+}
+
 /* The key of HOST's lookup: the same HOST in another scope differs. */
 static char *
 target_key(const struct options *o, const char *host)
@@ -67,6 +95,7 @@ route_target(struct http *h, const struct options *o, const struct token *t,
     const char *host, struct route *rt)
 {
 	struct find_ctx c = { h, o, t, host, NULL, { 0 }, 0 };
+	struct lookup_how how = { find_target, &c, is_target_id };
 	char *key;
 	bool cached;
 	int r;
@@ -74,8 +103,7 @@ route_target(struct http *h, const struct options *o, const struct token *t,
 	if (rt->tg.resource_id != NULL)
 		return 0;
 	key = target_key(o, host);
-	r = lookup(o, "target", key, find_target, &c,
-	    &rt->tg.resource_id, &cached);
+	r = lookup(o, t, "target", key, &how, &rt->tg.resource_id, &cached);
 	free(key);
 	rt->cached |= cached;
 	rt->power = c.power;
@@ -88,6 +116,7 @@ route_bastion(struct http *h, const struct options *o,
     const struct token *t, struct route *rt)
 {
 	struct find_ctx c = { h, o, t, rt->tg.resource_id, NULL, { 0 }, 0 };
+	struct lookup_how how = { find_bastion, &c, is_bastion_id };
 	bool cached;
 	int r;
 
@@ -95,12 +124,12 @@ route_bastion(struct http *h, const struct options *o,
 		rt->bastion_id = xstrdup(o->bastion);
 		return 0;
 	}
-	r = lookup(o, "bastion-for", rt->tg.resource_id, find_bastion, &c,
+	r = lookup(o, t, "bastion-for", rt->tg.resource_id, &how,
 	    &rt->bastion_id, &cached);
 	rt->cached |= cached;
 	if (r == 0 && c.found_bastion) {
 		/* Resource Graph said what ARM's GET would */
-		arm_remember_bastion(o, rt->bastion_id, &c.b);
+		arm_remember_bastion(o, t, rt->bastion_id, &c.b);
 		rt->b = c.b;
 		return 0;
 	}
@@ -171,17 +200,19 @@ route_find(struct http *h, const struct options *o, const struct token *t,
 
 /* Forgets what ARM found, in the cache and in rt. */
 static void
-forget(const struct options *o, const char *host, struct route *rt)
+forget(const struct options *o, const struct token *t, const char *host,
+    struct route *rt)
 {
 	char *key = target_key(o, host);
 
 	if (rt->bastion_id != NULL) {
 		if (o->bastion == NULL && rt->tg.resource_id != NULL)
-			lookup_forget(o, "bastion-for", rt->tg.resource_id);
-		arm_forget_bastion(o, rt->bastion_id);
+			lookup_forget(o, t, "bastion-for",
+			    rt->tg.resource_id);
+		arm_forget_bastion(o, t, rt->bastion_id);
 	}
 	if (!rt->target_set) {
-		lookup_forget(o, "target", key);
+		lookup_forget(o, t, "target", key);
 		free(rt->tg.resource_id);
 		rt->tg.resource_id = NULL;
 	}
@@ -209,7 +240,7 @@ route_refresh(struct http *h, const struct options *o,
 	int r;
 
 	verbose("the cached route may be stale: asking ARM again");
-	forget(o, host, rt);
+	forget(o, t, host, rt);
 	if ((r = route_find(h, o, t, host, rt)) == 0) {
 		after = xasprintf("%s|%s|%s", rt->tg.resource_id,
 		    rt->bastion_id, rt->b.dns_name);

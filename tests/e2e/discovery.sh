@@ -178,6 +178,29 @@ move_web moved-again
 run_bs_held web "$TARGET_PORT"
 expect_eq $RC 0 "status after another move"
 expect_empty "$T/err" "stderr when a stale route recovers"
+
+# Two credentials that see different subscriptions: what one found is
+# not the other's answer.
+S2=/subscriptions/00000000-0000-0000-0000-0000000000b2
+S3=/subscriptions/00000000-0000-0000-0000-0000000000b3
+emu POST /_emu/config -H 'Content-Type: application/json' -d @- \
+    >/dev/null <<JSON
+{"subscriptions": {"${S2#/subscriptions/}": {"principals": ["$CLIENT"]},
+                   "${S3#/subscriptions/}": {"principals": ["$CERT_CLIENT"]},
+                   "$SUB": {}},
+ "vms": {"$S2/resourceGroups/r/$CMP/virtualMachines/mv": {"ip": "127.0.0.1", "vnet": "$APP"},
+         "$S3/resourceGroups/r/$CMP/virtualMachines/mv": {"ip": "127.0.0.1", "vnet": "$APP"}}}
+JSON
+run_bs_held -v mv "$TARGET_PORT"
+expect_match "$T/err" "mv is $S2/" "the first credential's mv"
+(unset AZURE_CLIENT_SECRET
+AZURE_CLIENT_ID=$CERT_CLIENT AZURE_CLIENT_CERTIFICATE_PATH=$W/pki/sp.pem \
+    run_bs_held -v mv "$TARGET_PORT"
+expect_eq $RC 0 "status for the second credential"
+expect_match "$T/err" "mv is $S3/" "the second credential's mv"
+exit $FAILED) || FAILED=1
+emu POST /_emu/config -H 'Content-Type: application/json' \
+    -d '{"subscriptions": {}}' >/dev/null
 move_web moved
 
 # doctor finds the same way, from ARM itself.
