@@ -66,6 +66,8 @@ cfg_init(struct options *o)
 	o->arm_cache_time = CFG_UNSET;
 	o->log_level = CFG_UNSET;
 	o->device_code = CFG_UNSET;
+	o->start_vm = CFG_UNSET;
+	o->start_timeout = CFG_UNSET;
 }
 
 void
@@ -469,6 +471,10 @@ cfg_finish(struct options *o)
 		o->log_level = LOG_INFO;
 	if (o->device_code == CFG_UNSET)
 		o->device_code = 0;
+	if (o->start_vm == CFG_UNSET)
+		o->start_vm = 0;
+	if (o->start_timeout == CFG_UNSET)
+		o->start_timeout = 300;
 	return 0;
 }
 
