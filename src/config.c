@@ -50,6 +50,8 @@ static const struct keyword keywords[] = {
 	{ "ManagedIdentityClientId",	STR(mi_client_id) },
 	{ "ManagedIdentityObjectId",	STR(mi_object_id) },
 	{ "ManagedIdentityResourceId",	STR(mi_resource_id) },
+	{ "StartTimeout",		NUM(start_timeout, 10, 3600) },
+	{ "StartVm",	KW_FLAG, FIELD(start_vm) },
 	{ "TargetResourceGroup",	STR(target_resource_group) },
 	{ "TargetResourceId",		STR(target_resource_id) },
 	{ "TargetSubscription",		STR(target_subscription) },

@@ -29,6 +29,7 @@
 #include "session.h"
 #include "target.h"
 #include "tunnel.h"
+#include "vm.h"
 
 
 static volatile sig_atomic_t signalled;
@@ -200,6 +201,8 @@ static int
 reach_target(struct http *h, const struct options *o, const struct bastion *b,
     const struct target *tg, struct token *tok, bool *opened)
 {
+	struct vm_check vc = { h, o, tok, tg->resource_id, false, { 0, 0 } };
+	struct relay_hook hook = { vm_unreached, &vc };
 	char *pod = NULL;
 	int r;
 
@@ -209,8 +212,9 @@ reach_target(struct http *h, const struct options *o, const struct bastion *b,
 		return r;
 	if (pod != NULL)
 		verbose("Developer Bastion: data pod %s", pod);
+	/* a VM that does not answer may be stopped: the hook looks */
 	r = relay_run(h, o, pod != NULL ? pod : b->dns_name, pod != NULL, tg,
-	    tok, &signalled, opened);
+	    tok, tg->ip == NULL ? &hook : NULL, &signalled, opened);
 	free(pod);
 	return r;
 }
