@@ -305,7 +305,11 @@ wait_running(struct http *h, const struct options *o, const struct token *t,
 	}
 }
 
-/* Starts the VM and waits, within StartTimeout, until it runs. */
+/*
+ * Starts the VM and waits, within StartTimeout, until it runs.
+ * XXX: the ARM token is not renewed on the way; one that expires during
+ * a StartTimeout of many minutes fails the polls with status 4.
+ */
 static int
 start_vm(struct http *h, const struct options *o, const struct token *t,
     const char *vm_id, const char *name, const char *state)
@@ -334,8 +338,7 @@ start_vm(struct http *h, const struct options *o, const struct token *t,
 
 /* A VM that is not running and will not be started: say how to start it. */
 static int
-refuse(const struct options *o, const char *vm_id, const char *name,
-    const char *state)
+refuse(const char *vm_id, const char *name, const char *state)
 {
 	struct resource_id rid;
 
@@ -345,8 +348,8 @@ refuse(const struct options *o, const char *vm_id, const char *name,
 		    "StartVm yes to wait for it", name);
 	else if (strcmp(state, "stopping") == 0 ||
 	    strcmp(state, "deallocating") == 0)
-		error("VM %s is %s; start it once it has stopped%s", name,
-		    state, o->start_vm ? "" : ", or set StartVm yes");
+		error("VM %s is %s; start it once it has stopped", name,
+		    state);
 	else if (strcmp(state, "stopped") != 0 &&
 	    strcmp(state, "deallocated") != 0)
 		error("VM %s is in power state %s, not running", name, state);
@@ -388,7 +391,7 @@ vm_ensure_running(struct http *h, const struct options *o,
 	if (!o->start_vm || (strcmp(state, "stopped") != 0 &&
 	    strcmp(state, "deallocated") != 0 &&
 	    strcmp(state, "starting") != 0))
-		r = refuse(o, vm_id, name, state);
+		r = refuse(vm_id, name, state);
 	else if ((r = start_vm(h, o, t, vm_id, name, state)) == 0)
 		*started = true;
 out:

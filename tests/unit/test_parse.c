@@ -298,6 +298,32 @@ test_start_operation(void)
 	CHECK(!vm_url_on_arm("", arm));
 }
 
+/* A power state the caller knows decides without a request (h NULL). */
+static void
+test_known_state(void)
+{
+	const char *id = "/subscriptions/s/resourceGroups/g/providers/"
+	    "Microsoft.Compute/virtualMachineScaleSets/ss/virtualMachines/3";
+	struct options o;
+	bool started = true;
+
+	cfg_init(&o);
+	o.start_vm = 0;
+	CHECK(vm_ensure_running(NULL, &o, NULL, id, "PowerState/running",
+	    &started) == 0);
+	CHECK(!started);
+	CHECK(vm_ensure_running(NULL, &o, NULL, id, "running", &started) ==
+	    0);
+	CHECK(vm_ensure_running(NULL, &o, NULL, id, "PowerState/deallocated",
+	    &started) == EXIT_REFUSED);
+	CHECK(vm_ensure_running(NULL, &o, NULL, id, "stopping", &started) ==
+	    EXIT_REFUSED);
+	o.start_vm = 1;
+	CHECK(vm_ensure_running(NULL, &o, NULL, id, "deallocating",
+	    &started) == EXIT_REFUSED);
+	CHECK(!started);
+}
+
 int
 main(void)
 {
@@ -309,5 +335,6 @@ main(void)
 	RUN(test_arm_errors);
 	RUN(test_power_state);
 	RUN(test_start_operation);
+	RUN(test_known_state);
 	return unit_done();
 }
