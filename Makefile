@@ -27,7 +27,8 @@ OBJS =		src/arm.o src/arm_call.o src/buf.o src/cache.o src/cloud.o \
 		src/discover_bastion.o src/doctor.o src/entra.o src/graph.o \
 		src/http.o src/jwt.o src/log.o src/login.o src/lookup.o \
 		src/match.o src/misc.o src/proxy.o src/relay.o src/route.o \
-		src/session.o src/target.o src/tunnel.o src/tunnel_stdio.o
+		src/session.o src/target.o src/tunnel.o src/tunnel_stdio.o \
+		src/vm.o
 PROG =		bastion-stdio
 
 all: $(PROG)

@@ -20,7 +20,8 @@ declare -gA _bastion_stdio_command_options=(
 _bastion_stdio_keywords=(ArmCacheTime ArmEndpoint AuthorityHost Bastion CAFile Cloud
     ConnectTimeout Credential DeviceCode FrameSize LogFile LogLevel
     LoginClientId ManagedIdentityClientId ManagedIdentityObjectId
-    ManagedIdentityResourceId PingInterval TargetResourceGroup
+    ManagedIdentityResourceId PingInterval StartTimeout StartVm
+    TargetResourceGroup
     TargetResourceId TargetSubscription Tenant)
 _bastion_stdio_clouds=(AzureCloud AzureUSGovernment AzureChinaCloud)
 _bastion_stdio_levels=(QUIET FATAL ERROR INFO VERBOSE DEBUG1 DEBUG2 DEBUG3)
@@ -88,7 +89,7 @@ _bastion_stdio_keyword() {
 		cloud) values=${_bastion_stdio_clouds[*]} ;;
 		loglevel) values=${_bastion_stdio_levels[*]} ;;
 		credential) values=${_bastion_stdio_credentials[*]} ;;
-		devicecode) values="yes no" ;;
+		devicecode|startvm) values="yes no" ;;
 		cafile | logfile) filenames=1 ;;
 		esac
 		if [ -n "$filenames" ]; then

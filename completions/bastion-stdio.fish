@@ -10,7 +10,8 @@ set -g __bastion_stdio_keywords ArmCacheTime ArmEndpoint AuthorityHost \
     Bastion CAFile \
     Cloud ConnectTimeout Credential DeviceCode FrameSize LogFile LogLevel \
     LoginClientId ManagedIdentityClientId ManagedIdentityObjectId \
-    ManagedIdentityResourceId PingInterval TargetResourceGroup \
+    ManagedIdentityResourceId PingInterval StartTimeout StartVm \
+    TargetResourceGroup \
     TargetResourceId TargetSubscription Tenant
 
 # Whether the line is one of the forms named: a subcommand, or "main".
@@ -120,7 +121,7 @@ function __bastion_stdio_keyword
         case credential
             printf '%s\n' environment workload-identity managed-identity \
                 login azure-cli device-code
-        case devicecode
+        case devicecode startvm
             printf '%s\n' yes no
         case cafile logfile
             __fish_complete_path $value

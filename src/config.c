@@ -50,6 +50,8 @@ static const struct keyword keywords[] = {
 	{ "ManagedIdentityClientId",	STR(mi_client_id) },
 	{ "ManagedIdentityObjectId",	STR(mi_object_id) },
 	{ "ManagedIdentityResourceId",	STR(mi_resource_id) },
+	{ "StartTimeout",		NUM(start_timeout, 10, 3600) },
+	{ "StartVm",	KW_FLAG, FIELD(start_vm) },
 	{ "TargetResourceGroup",	STR(target_resource_group) },
 	{ "TargetResourceId",		STR(target_resource_id) },
 	{ "TargetSubscription",		STR(target_subscription) },
@@ -66,6 +68,8 @@ cfg_init(struct options *o)
 	o->arm_cache_time = CFG_UNSET;
 	o->log_level = CFG_UNSET;
 	o->device_code = CFG_UNSET;
+	o->start_vm = CFG_UNSET;
+	o->start_timeout = CFG_UNSET;
 }
 
 void
@@ -469,6 +473,10 @@ cfg_finish(struct options *o)
 		o->log_level = LOG_INFO;
 	if (o->device_code == CFG_UNSET)
 		o->device_code = 0;
+	if (o->start_vm == CFG_UNSET)
+		o->start_vm = 0;
+	if (o->start_timeout == CFG_UNSET)
+		o->start_timeout = 300;
 	return 0;
 }
 

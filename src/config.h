@@ -34,6 +34,8 @@ struct options {
 	long	 ping_interval;		/* seconds between pings; 0: none */
 	long	 arm_cache_time;	/* seconds ARM answers are reused */
 	long	 log_level;		/* enum log_level */
+	long	 start_vm;		/* yes: start a stopped target VM */
+	long	 start_timeout;		/* seconds a start may take */
 
 	/* Derived by cfg_finish(). */
 	const struct cloud *cloud;

@@ -48,7 +48,9 @@ http_response_free(struct http_response *rs)
 {
 	buf_free(&rs->body);
 	free(rs->authenticate);
-	rs->authenticate = NULL;
+	free(rs->location);
+	free(rs->async_operation);
+	rs->authenticate = rs->location = rs->async_operation = NULL;
 }
 
 /* The value of header name in a header line, or NULL. */
@@ -79,6 +81,17 @@ on_body(char *p, size_t size, size_t n, void *arg)
 	return n * size;
 }
 
+/* Keeps the first value of a header, up to 4 KiB. */
+static void
+keep_header(char **field, const char *v, size_t vlen)
+{
+	if (*field != NULL || vlen >= 4096)
+		return;
+	*field = xmalloc(vlen + 1);
+	memcpy(*field, v, vlen);
+	(*field)[vlen] = '\0';
+}
+
 static size_t
 on_header(char *p, size_t size, size_t n, void *arg)
 {
@@ -95,11 +108,13 @@ on_header(char *p, size_t size, size_t n, void *arg)
 		if (parse_number(num, 0, 86400, &secs) == 0)
 			rs->retry_after = secs;
 	} else if ((v = header_value(p, len, "www-authenticate:",
-	    &vlen)) != NULL && rs->authenticate == NULL && vlen < 4096) {
-		rs->authenticate = xmalloc(vlen + 1);
-		memcpy(rs->authenticate, v, vlen);
-		rs->authenticate[vlen] = '\0';
-	}
+	    &vlen)) != NULL)
+		keep_header(&rs->authenticate, v, vlen);
+	else if ((v = header_value(p, len, "location:", &vlen)) != NULL)
+		keep_header(&rs->location, v, vlen);
+	else if ((v = header_value(p, len, "azure-asyncoperation:",
+	    &vlen)) != NULL)
+		keep_header(&rs->async_operation, v, vlen);
 	return len;
 }
 

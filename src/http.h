@@ -38,6 +38,8 @@ struct http_response {
 	struct buf	 body;
 	long		 retry_after;	/* seconds, -1 when absent */
 	char		*authenticate;	/* WWW-Authenticate, or NULL */
+	char		*location;	/* Location, or NULL */
+	char		*async_operation;	/* Azure-AsyncOperation */
 };
 
 int	http_init(struct http *h, const char *ca_file, const char *ua,

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -31,6 +32,7 @@
 #include "session.h"
 #include "target.h"
 #include "tunnel.h"
+#include "vm.h"
 
 
 static volatile sig_atomic_t signalled;
@@ -205,6 +207,9 @@ static int
 reach_target(struct http *h, const struct options *o, const struct route *rt,
     struct token *tok, bool *opened, char *why, size_t size)
 {
+	struct vm_check vc = { h, o, tok, rt->tg.resource_id, false,
+	    { 0, 0 } };
+	struct relay_hook hook = { vm_unreached, &vc };
 	const struct bastion *b = &rt->b;
 	char *pod = NULL;
 	int r;
@@ -216,10 +221,30 @@ reach_target(struct http *h, const struct options *o, const struct route *rt,
 		return r;
 	if (pod != NULL)
 		verbose("Developer Bastion: data pod %s", pod);
+	/* a VM that does not answer may be stopped: the hook looks */
 	r = relay_run(h, o, pod != NULL ? pod : b->dns_name, pod != NULL,
-	    &rt->tg, tok, &signalled, opened, why, size);
+	    &rt->tg, tok, rt->tg.ip == NULL ? &hook : NULL, &signalled, opened,
+	    why, size);
 	free(pod);
 	return r;
+}
+
+/*
+ * Resource Graph said, while finding the VM, that it is not running.
+ * Its view can lag behind, so ARM is asked before anything is refused
+ * or started; a VM found in the cache is left to the relay's hook.
+ */
+static int
+check_power(struct http *h, const struct options *o, const struct token *t,
+    const struct route *rt)
+{
+	bool started;
+
+	if (rt->power == NULL || rt->tg.ip != NULL ||
+	    strcasecmp(rt->power, "PowerState/running") == 0)
+		return 0;
+	verbose("Resource Graph says %s: asking ARM", rt->power);
+	return vm_ensure_running(h, o, t, rt->tg.resource_id, NULL, &started);
 }
 
 /* Every step after the settings. */
@@ -249,6 +274,8 @@ run(const struct args *a, const struct options *o)
 	verbose("%s through Bastion %s at %s%s (%ld ms)", rt.tg.resource_id,
 	    rt.bastion_id, rt.b.dns_name, rt.cached ? ", cached" : "",
 	    ms_since(&t0));
+	if ((r = check_power(&h, o, &tok, &rt)) != 0)
+		goto out_http;
 	r = reach_target(&h, o, &rt, &tok, &opened, why, sizeof(why));
 	if (r != 0 && rt.cached && !opened && !signalled &&
 	    route_refresh(&h, o, &tok, a->host, &rt) == 0) {

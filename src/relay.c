@@ -98,6 +98,20 @@ attempt(struct http *h, struct tunnel **tp, struct tunnel_stats *st,
 }
 
 /*
+ * The target was not reached: the hook may know why, or wake it up.
+ * Without one, the close is final, as are other closes: three attempts
+ * a second apart would only delay the message.
+ */
+static int
+ask_hook(const struct relay_hook *hook, const char *why)
+{
+	if (hook == NULL)
+		return -1;
+	verbose("%s; asking why", why);
+	return hook->unreached(hook->arg);
+}
+
+/*
  * Runs the attempts; returns 0 for a clean end or an exit status, with
  * the last attempt's failure in why (empty if reported already), which
  * the caller reports unless it has another way to try.
@@ -105,7 +119,8 @@ attempt(struct http *h, struct tunnel **tp, struct tunnel_stats *st,
 int
 relay_run(struct http *h, const struct options *o, const char *endpoint,
     int developer, const struct target *tg, struct token *tok,
-    volatile sig_atomic_t *signalled, bool *opened, char *why, size_t size)
+    const struct relay_hook *hook, volatile sig_atomic_t *signalled,
+    bool *opened, char *why, size_t size)
 {
 	struct tunnel_config tc;
 	struct tunnel_stats st = { false, 0, 0 };
@@ -114,7 +129,7 @@ relay_run(struct http *h, const struct options *o, const char *endpoint,
 	char host[256];
 	long retry_in;
 	bool renewed = false;
-	int r, n;
+	int r, n, k;
 
 	*why = '\0';
 	if ((r = tunnel_settings(o, endpoint, &tc, host, sizeof(host),
@@ -135,6 +150,16 @@ relay_run(struct http *h, const struct options *o, const char *endpoint,
 			renewed = true;
 			if (cred_renew_arm_token(h, o, tok) != 0)
 				break;
+			continue;
+		}
+		if (r != 0 && t != NULL && tunnel_unreached(t)) {
+			if ((k = ask_hook(hook, why)) > 0) {
+				r = k;		/* the hook said why */
+				why[0] = '\0';
+			}
+			if (k != 0)
+				break;
+			n--;	/* the target's wake-up is not an attempt */
 			continue;
 		}
 		if (retry_in > o->connect_timeout) {

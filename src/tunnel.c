@@ -265,10 +265,14 @@ on_ws_closed(struct tunnel *t)
 	else if (t->peer_close == LWS_CLOSE_STATUS_NORMAL ||
 	    t->peer_close == LWS_CLOSE_STATUS_GOINGAWAY)
 		debug("Bastion closed the tunnel (code %d)", t->peer_close);
-	else if (t->peer_close >= 0)
-		tun_finish(t, EXIT_TUNNEL, false, "Bastion closed the tunnel "
-		    "with code %d%s%s", t->peer_close,
+	else if (t->peer_close >= 0) {
+		/* the target did not answer the Bastion: perhaps stopped */
+		t->unreached = !t->target_spoke &&
+		    t->peer_close == LWS_CLOSE_STATUS_UNEXPECTED_CONDITION;
+		tun_finish(t, EXIT_TUNNEL, t->unreached, "Bastion closed the "
+		    "tunnel with code %d%s%s", t->peer_close,
 		    t->close_reason[0] != '\0' ? ": " : "", t->close_reason);
+	}
 	else if (lws_saw_garbage && !t->target_spoke)
 		tun_finish(t, EXIT_PROTOCOL, true, "Bastion %s answered the "
 		    "upgrade with 101, then sent an HTTP response instead of "
@@ -568,7 +572,7 @@ start_attempt(struct tunnel *t)
 	}
 	t->ws = NULL;
 	t->established = t->ws_gone = t->close_sent = t->closing = false;
-	t->rx_paused = t->done = t->retryable = false;
+	t->rx_paused = t->done = t->retryable = t->unreached = false;
 	t->peer_close = -1;
 	t->close_reason[0] = '\0';
 	t->status = 0;
@@ -598,6 +602,17 @@ drop_ws(struct tunnel *t)
 		nanosleep(&pause, NULL);
 	}
 	t->ws = NULL;
+}
+
+/*
+ * Whether the last attempt ended because the Bastion could not reach the
+ * target (close code 1011 before its first byte), and may be repeated
+ * with what stdin sent: only the caller knows whether that is worth it.
+ */
+bool
+tunnel_unreached(const struct tunnel *t)
+{
+	return t->unreached && t->retryable;
 }
 
 /*

@@ -35,6 +35,7 @@ struct tunnel;
 struct tunnel *tunnel_open(const struct tunnel_config *tc);
 int	tunnel_attempt(struct tunnel *t, const char *path, bool *retryable,
 	    char *why, size_t size);
+bool	tunnel_unreached(const struct tunnel *t);
 void	tunnel_close(struct tunnel *t, struct tunnel_stats *st);
 void	tunnel_wake(void);
 

@@ -44,6 +44,7 @@ struct tunnel {
 	/* this attempt's WebSocket */
 	bool		 established, ws_gone, close_sent, closing;
 	bool		 rx_paused, done, retryable;
+	bool		 unreached;	/* 1011 before the target spoke */
 	int		 peer_close;	/* close code from the Bastion, or -1 */
 	char		 close_reason[128];	/* and its reason text */
 	time_t		 last_pong;

@@ -78,6 +78,7 @@ cases=(
 	"bastion-stdio -o Cloud=Azure"		"$clouds"
 	"bastion-stdio -o Credential="		"$credentials"
 	"bastion-stdio -o DeviceCode="		"no yes"
+	"bastion-stdio -o StartVm="		"no yes"
 	"bastion-stdio -o ConnectTimeout="	""
 	"bastion-stdio -o CAFile=$T/files/c"	"~ cert-a.pem cert-b.pem !log.txt"
 	"bastion-stdio -o LogFile=$T/files/l"	"~ log.txt !cert-a.pem"

@@ -179,6 +179,21 @@ run_bs_held web "$TARGET_PORT"
 expect_eq $RC 0 "status after another move"
 expect_empty "$T/err" "stderr when a stale route recovers"
 
+# A deallocated VM, seen so by Resource Graph: ARM confirms before the
+# Bastion is asked, and StartVm starts it.
+rm -rf "$T/cache"
+emu POST /_emu/power -H 'Content-Type: application/json' \
+    -d "{\"vm\": \"$S/resourceGroups/moved-again/$CMP/virtualMachines/web\", \"power\": \"deallocated\"}" >/dev/null
+posts0=$(emu_counter tokens_post)
+run_bs web 22 </dev/null
+expect_eq $RC 5 "status for a deallocated VM"
+expect_match "$T/err" "VM web is deallocated: start it with" "deallocated message"
+expect_eq $(($(emu_counter tokens_post) - posts0)) 0 "sessions asked for"
+run_bs_held -o StartVm=yes web "$TARGET_PORT"
+expect_eq $RC 0 "status once StartVm started it"
+expect_eq "$(wc -c <"$T/out")" 100 "bytes once started"
+expect_match "$T/err" "starting VM web \(deallocated\)" "start progress"
+
 # Two credentials that see different subscriptions: what one found is
 # not the other's answer.
 S2=/subscriptions/00000000-0000-0000-0000-0000000000b2

@@ -10,6 +10,7 @@
 #include "misc.h"
 #include "session.h"
 #include "unit.h"
+#include "vm.h"
 
 /* Reads a fixture's example response body (responses."200".body). */
 static char *
@@ -217,6 +218,112 @@ test_arm_errors(void)
 	CHECK_STR(msg, "no error details");
 }
 
+/* The power state in an instance view, from the specs' examples. */
+static void
+test_power_state(void)
+{
+	char state[32];
+	char *body;
+
+	body = fixture_body("VirtualMachine_Get_InstanceView.json");
+	CHECK(body != NULL && vm_parse_power_state(body, state,
+	    sizeof(state)) == 0);
+	CHECK_STR(state, "running");
+	free(body);
+	body = fixture_body("VirtualMachineScaleSetVM_Get_"
+	    "InstanceViewAutoPlacedOnDedicatedHostGroup.json");
+	CHECK(body != NULL && vm_parse_power_state(body, state,
+	    sizeof(state)) == 0);
+	CHECK_STR(state, "running");
+	free(body);
+
+	/* the first PowerState entry, lower-cased, wherever it is */
+	CHECK(vm_parse_power_state("{\"statuses\": [{\"code\": "
+	    "\"ProvisioningState/succeeded\"}, {\"code\": "
+	    "\"PowerState/Deallocated\"}]}", state, sizeof(state)) == 0);
+	CHECK_STR(state, "deallocated");
+
+	/* none, or not a plain word: no state rather than a wrong one */
+	CHECK(vm_parse_power_state("{\"statuses\": [{\"code\": "
+	    "\"ProvisioningState/succeeded\"}]}", state, 32) == -1);
+	CHECK(vm_parse_power_state("{\"statuses\": {\"code\": "
+	    "\"PowerState/running\"}}", state, 32) == -1);
+	CHECK(vm_parse_power_state("{\"statuses\": [{\"code\": "
+	    "\"PowerState/run\\u001bning\"}]}", state, 32) == -1);
+	CHECK(vm_parse_power_state("{\"statuses\": [{\"code\": "
+	    "\"PowerState/\"}]}", state, 32) == -1);
+	CHECK(vm_parse_power_state("{\"statuses\": [{\"code\": 7}]}",
+	    state, 32) == -1);
+	CHECK(vm_parse_power_state("[", state, 32) == -1);
+	CHECK(vm_parse_power_state("{\"statuses\": [{\"code\": "
+	    "\"PowerState/running\"}]}", state, 4) == -1);
+}
+
+/* Azure-AsyncOperation answers, and where their URLs may point. */
+static void
+test_start_operation(void)
+{
+	const char *arm = "https://management.azure.com";
+	char status[32];
+
+	CHECK(vm_parse_operation("{\"status\": \"InProgress\"}", status,
+	    sizeof(status)) == 0);
+	CHECK_STR(status, "inprogress");
+	CHECK(vm_parse_operation("{\"status\": \"Failed\", \"error\": "
+	    "{\"code\": \"X\"}}", status, sizeof(status)) == 0);
+	CHECK_STR(status, "failed");
+	CHECK(vm_parse_operation("{\"status\": 1}", status, 32) == -1);
+	CHECK(vm_parse_operation("{}", status, 32) == -1);
+	CHECK(vm_parse_operation("", status, 32) == -1);
+
+	CHECK(vm_url_on_arm("https://management.azure.com/subscriptions/s/"
+	    "providers/Microsoft.Compute/locations/westus/operations/1?a=b",
+	    arm));
+	CHECK(vm_url_on_arm("HTTPS://Management.Azure.com:443/x", arm));
+	CHECK(vm_url_on_arm("https://localhost:8443/x",
+	    "https://localhost:8443"));
+	CHECK(!vm_url_on_arm("https://localhost:8444/x",
+	    "https://localhost:8443"));
+	CHECK(!vm_url_on_arm("http://management.azure.com/x", arm));
+	CHECK(!vm_url_on_arm("https://evil.example/x", arm));
+	CHECK(!vm_url_on_arm("https://management.azure.com.evil.example/x",
+	    arm));
+	CHECK(!vm_url_on_arm("https://management.azure.com@evil.example/x",
+	    arm));
+	CHECK(!vm_url_on_arm("https://evil.example\\@management.azure.com/",
+	    arm));
+	CHECK(!vm_url_on_arm("https://management.azure.com/x\r\nHost: e",
+	    arm));
+	CHECK(!vm_url_on_arm("management.azure.com/x", arm));
+	CHECK(!vm_url_on_arm("", arm));
+}
+
+/* A power state the caller knows decides without a request (h NULL). */
+static void
+test_known_state(void)
+{
+	const char *id = "/subscriptions/s/resourceGroups/g/providers/"
+	    "Microsoft.Compute/virtualMachineScaleSets/ss/virtualMachines/3";
+	struct options o;
+	bool started = true;
+
+	cfg_init(&o);
+	o.start_vm = 0;
+	CHECK(vm_ensure_running(NULL, &o, NULL, id, "PowerState/running",
+	    &started) == 0);
+	CHECK(!started);
+	CHECK(vm_ensure_running(NULL, &o, NULL, id, "running", &started) ==
+	    0);
+	CHECK(vm_ensure_running(NULL, &o, NULL, id, "PowerState/deallocated",
+	    &started) == EXIT_REFUSED);
+	CHECK(vm_ensure_running(NULL, &o, NULL, id, "stopping", &started) ==
+	    EXIT_REFUSED);
+	o.start_vm = 1;
+	CHECK(vm_ensure_running(NULL, &o, NULL, id, "deallocating",
+	    &started) == EXIT_REFUSED);
+	CHECK(!started);
+}
+
 int
 main(void)
 {
@@ -226,5 +333,8 @@ main(void)
 	RUN(test_entra);
 	RUN(test_session);
 	RUN(test_arm_errors);
+	RUN(test_power_state);
+	RUN(test_start_operation);
+	RUN(test_known_state);
 	return unit_done();
 }
