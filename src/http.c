@@ -266,53 +266,62 @@ set_common(struct http *h, char *errbuf)
 	}
 }
 
+/*
+ * Reports msg, or keeps it in h->held for a caller that may yet get
+ * there another way and report only what is final.
+ */
+static void
+report(struct http *h, const char *msg)
+{
+	if (h->held != NULL)
+		snprintf(h->held, h->held_size, "%s", msg);
+	else
+		error("%s", msg);
+}
+
 /* Says why no answer came, in libcurl's words where they are better. */
 static int
 report_failure(struct http *h, const struct http_request *rq, CURLcode cc,
     const char *errbuf)
 {
 	const char *why = *errbuf != '\0' ? errbuf : curl_easy_strerror(cc);
+	char msg[700];
 	long code = 0;
+	int r = EXIT_NETWORK;
 
-	if (rq->probe) {
-		debug("%s %s: %s", rq->method, rq->what, why);
+	if (rq->probe || cc == CURLE_ABORTED_BY_CALLBACK) {
+		debug("%s %s: %s", rq->method, rq->what,
+		    rq->probe ? why : "interrupted");
 		return EXIT_NETWORK;
 	}
 	curl_easy_getinfo(h->curl, CURLINFO_HTTP_CONNECTCODE, &code);
-	if (h->proxy[0] != '\0' && code >= 300) {
+	if (h->proxy[0] != '\0' && code >= 300)
 		/* the proxy's own answer, not Azure's */
-		error("%s %s: proxy %s refused the connection: HTTP %ld%s",
-		    rq->method, rq->what, h->proxy, code, code == 407 ?
-		    " (it wants credentials: http://user:password@host:port "
-		    "in the variable)" : "");
-		return EXIT_NETWORK;
-	}
-	if (h->proxy[0] != '\0' && (cc == CURLE_COULDNT_CONNECT ||
-	    cc == CURLE_COULDNT_RESOLVE_PROXY)) {
-		error("%s %s: cannot reach proxy %s: %s", rq->method,
-		    rq->what, h->proxy, why);
-		return EXIT_NETWORK;
-	}
-	if (cc == CURLE_ABORTED_BY_CALLBACK) {
-		debug("%s %s: interrupted", rq->method, rq->what);
-		return EXIT_NETWORK;
-	}
-	if (cc == CURLE_WRITE_ERROR) {
-		error("%s %s: the answer is larger than %d bytes", rq->method,
-		    rq->what, HTTP_BODY_MAX);
-		return EXIT_PROTOCOL;
-	}
-	if (cc == CURLE_UNSUPPORTED_PROTOCOL) {
-		error("%s %s: only https is allowed", rq->method, rq->what);
-		return EXIT_CONFIG;
-	}
-	if (cc == CURLE_OPERATION_TIMEDOUT)
-		error("%s %s: no answer within %ld s (ConnectTimeout)",
-		    rq->method, rq->what,
+		snprintf(msg, sizeof(msg), "%s %s: proxy %s refused the "
+		    "connection: HTTP %ld%s", rq->method, rq->what, h->proxy,
+		    code, code == 407 ? " (it wants credentials: "
+		    "http://user:password@host:port in the variable)" : "");
+	else if (h->proxy[0] != '\0' && (cc == CURLE_COULDNT_CONNECT ||
+	    cc == CURLE_COULDNT_RESOLVE_PROXY))
+		snprintf(msg, sizeof(msg), "%s %s: cannot reach proxy %s: %s",
+		    rq->method, rq->what, h->proxy, why);
+	else if (cc == CURLE_WRITE_ERROR) {
+		snprintf(msg, sizeof(msg), "%s %s: the answer is larger than "
+		    "%d bytes", rq->method, rq->what, HTTP_BODY_MAX);
+		r = EXIT_PROTOCOL;
+	} else if (cc == CURLE_UNSUPPORTED_PROTOCOL) {
+		snprintf(msg, sizeof(msg), "%s %s: only https is allowed",
+		    rq->method, rq->what);
+		r = EXIT_CONFIG;
+	} else if (cc == CURLE_OPERATION_TIMEDOUT)
+		snprintf(msg, sizeof(msg), "%s %s: no answer within %ld s "
+		    "(ConnectTimeout)", rq->method, rq->what,
 		    rq->timeout > 0 ? rq->timeout : h->timeout);
 	else
-		error("%s %s: %s", rq->method, rq->what, why);
-	return EXIT_NETWORK;
+		snprintf(msg, sizeof(msg), "%s %s: %s", rq->method, rq->what,
+		    why);
+	report(h, msg);
+	return r;
 }
 
 /*

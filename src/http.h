@@ -18,6 +18,8 @@ struct http {
 	long		 timeout;	/* seconds for a whole request */
 	volatile sig_atomic_t *interrupted;	/* abort when it turns 1 */
 	char		 proxy[300];	/* the request's proxy, for messages */
+	char		*held;		/* non-NULL: keep, not report, why */
+	size_t		 held_size;	/* no answer came (report() in .c) */
 };
 
 struct http_request {

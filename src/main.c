@@ -205,17 +205,17 @@ load_config(const struct args *a, struct options *o)
  */
 static int
 reach_target(struct http *h, const struct options *o, const struct route *rt,
-    struct token *tok, bool *opened, char *why, size_t size)
+    struct token *tok, struct vm_check *vc, bool *opened, char *why,
+    size_t size)
 {
-	struct vm_check vc = { h, o, tok, rt->tg.resource_id, false,
-	    { 0, 0 } };
-	struct relay_hook hook = { vm_unreached, &vc };
+	struct relay_hook hook = { vm_unreached, vc };
 	const struct bastion *b = &rt->b;
 	char *pod = NULL;
 	int r;
 
 	*opened = false;
 	*why = '\0';
+	vc->vm_id = rt->tg.resource_id;
 	if (arm_is_developer(b) && (r = session_data_pod(h, b->dns_name,
 	    rt->bastion_id, &rt->tg, tok, &pod)) != 0)
 		return r;
@@ -230,21 +230,50 @@ reach_target(struct http *h, const struct options *o, const struct route *rt,
 }
 
 /*
- * Resource Graph said, while finding the VM, that it is not running.
- * Its view can lag behind, so ARM is asked before anything is refused
- * or started; a VM found in the cache is left to the relay's hook.
+ * The first try of a route from the cache, which may be stale: why it
+ * failed to reach the Bastion at all is kept, not reported, since
+ * another try may follow.
  */
 static int
-check_power(struct http *h, const struct options *o, const struct token *t,
-    const struct route *rt)
+first_try(struct http *h, const struct options *o, const struct route *rt,
+    struct token *tok, struct vm_check *vc, bool *opened, char *why,
+    size_t size)
 {
-	bool started;
+	char held[700] = "";
+	int r;
+
+	if (rt->cached) {
+		h->held = held;
+		h->held_size = sizeof(held);
+	}
+	r = reach_target(h, o, rt, tok, vc, opened, why, size);
+	h->held = NULL;
+	if (r == 0 && held[0] != '\0')
+		error("%s", held);	/* the session's DELETE, say */
+	else if (r != 0 && why[0] == '\0')
+		snprintf(why, size, "%s", held);
+	return r;
+}
+
+/*
+ * Resource Graph said, while finding the VM, that it is not running.
+ * Its view can lag behind, so ARM is asked before anything is refused
+ * or started; a VM found in the cache is left to the relay's hook, which
+ * vc also tells about a start made here.
+ */
+static int
+check_power(const struct route *rt, struct vm_check *vc)
+{
+	int r;
 
 	if (rt->power == NULL || rt->tg.ip != NULL ||
 	    strcasecmp(rt->power, "PowerState/running") == 0)
 		return 0;
 	verbose("Resource Graph says %s: asking ARM", rt->power);
-	return vm_ensure_running(h, o, t, rt->tg.resource_id, NULL, &started);
+	clock_gettime(CLOCK_MONOTONIC, &vc->since);
+	r = vm_ensure_running(vc->h, vc->o, vc->t, rt->tg.resource_id, NULL,
+	    &vc->started);
+	return r;
 }
 
 /* Every step after the settings. */
@@ -255,9 +284,10 @@ run(const struct args *a, const struct options *o)
 	struct token tok;
 	struct http h;
 	struct timespec t0;
-	char why[600];
+	struct vm_check vc = { &h, o, &tok, NULL, false, { 0, 0 } };
+	char why[700];
 	bool opened;
-	int r;
+	int r, k;
 
 	memset(&tok, 0, sizeof(tok));
 	if ((r = route_check(o, a->host, a->port, &rt)) != 0 ||
@@ -274,15 +304,25 @@ run(const struct args *a, const struct options *o)
 	verbose("%s through Bastion %s at %s%s (%ld ms)", rt.tg.resource_id,
 	    rt.bastion_id, rt.b.dns_name, rt.cached ? ", cached" : "",
 	    ms_since(&t0));
-	if ((r = check_power(&h, o, &tok, &rt)) != 0)
+	if ((r = check_power(&rt, &vc)) != 0)
 		goto out_http;
-	r = reach_target(&h, o, &rt, &tok, &opened, why, sizeof(why));
-	if (r != 0 && rt.cached && !opened && !signalled &&
-	    route_refresh(&h, o, &tok, a->host, &rt) == 0) {
-		verbose("%s", why);	/* what the stale route led to */
-		r = reach_target(&h, o, &rt, &tok, &opened, why,
-		    sizeof(why));
-	}
+	r = first_try(&h, o, &rt, &tok, &vc, &opened, why, sizeof(why));
+	if (r != 0 && rt.cached && !opened && !signalled) {
+		if ((k = route_refresh(&h, o, &tok, a->host, &rt)) >= 0) {
+			verbose("%s", why);	/* what the stale route did */
+			why[0] = '\0';
+		}
+		if (k == 0)
+			r = reach_target(&h, o, &rt, &tok, &vc, &opened, why,
+			    sizeof(why));
+		else if (k > 0)
+			r = k;
+	} else if (r != 0 && rt.cached && !signalled)
+		/*
+		 * XXX: what ssh sent went into that tunnel and cannot be
+		 * sent again; the next connection looks the route up anew.
+		 */
+		route_forget(o, &tok, a->host, &rt);
 	if (r != 0 && why[0] != '\0' && !signalled)
 		error("%s", why);
 	verbose("done (%ld ms)", ms_since(&t0));

@@ -199,9 +199,9 @@ route_find(struct http *h, const struct options *o, const struct token *t,
 }
 
 /* Forgets what ARM found, in the cache and in rt. */
-static void
-forget(const struct options *o, const struct token *t, const char *host,
-    struct route *rt)
+void
+route_forget(const struct options *o, const struct token *t,
+    const char *host, struct route *rt)
 {
 	char *key = target_key(o, host);
 
@@ -228,7 +228,7 @@ forget(const struct options *o, const struct token *t, const char *host,
 /*
  * A route from the cache led nowhere: it may be stale.  Looks it up in
  * ARM again; 0 when the new route differs and is worth a try, -1 when
- * it is the same, or an exit status after reporting.
+ * it is the same, or an exit status after reporting (the VM is gone).
  */
 int
 route_refresh(struct http *h, const struct options *o,
@@ -240,7 +240,7 @@ route_refresh(struct http *h, const struct options *o,
 	int r;
 
 	verbose("the cached route may be stale: asking ARM again");
-	forget(o, t, host, rt);
+	route_forget(o, t, host, rt);
 	if ((r = route_find(h, o, t, host, rt)) == 0) {
 		after = xasprintf("%s|%s|%s", rt->tg.resource_id,
 		    rt->bastion_id, rt->b.dns_name);

@@ -25,6 +25,8 @@ int	route_find(struct http *h, const struct options *o,
 	    const struct token *t, const char *host, struct route *rt);
 int	route_refresh(struct http *h, const struct options *o,
 	    const struct token *t, const char *host, struct route *rt);
+void	route_forget(const struct options *o, const struct token *t,
+	    const char *host, struct route *rt);
 void	route_free(struct route *rt);
 
 #endif

@@ -27,6 +27,7 @@ emu POST /_emu/config -H 'Content-Type: application/json' \
     -d @"$W/emu.json" >/dev/null	# back, behind the cache's back
 run_bs_held vm1 "$TARGET_PORT"
 expect_eq $RC 0 "status once the stale entry is looked up again"
+expect_empty "$T/err" "stderr once the stale entry is looked up again"
 expect_eq "$(wc -c <"$T/out")" 100 "bytes after the new lookup"
 expect_no_sessions
 target_stop

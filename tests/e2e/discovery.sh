@@ -218,6 +218,30 @@ emu POST /_emu/config -H 'Content-Type: application/json' \
     -d '{"subscriptions": {}}' >/dev/null
 move_web moved
 
+# The VM moves to a network the cached Bastion cannot reach: that
+# connection fails (ssh's bytes went into it), the next looks up anew.
+world "$hub_bastion, \"$S/resourceGroups/iso/$NET/bastionHosts/bh-iso\": {\"sku\": \"Standard\", \"own_port\": true, \"vnet\": \"$ISO\"}"
+rm -rf "$T/cache"
+run_bs_held web "$TARGET_PORT"
+expect_eq $RC 0 "status before the move to another network"
+emu POST /_emu/config -H 'Content-Type: application/json' -d \
+    "{\"vms\": {\"$WEB\": {\"ip\": \"127.0.0.1\", \"vnet\": \"$ISO\"}}}" >/dev/null
+run_bs_held web "$TARGET_PORT"
+expect_eq $RC 1 "status of the connection on the stale route"
+run_bs_held -v web "$TARGET_PORT"
+expect_eq $RC 0 "status of the next connection"
+expect_match "$T/err" "through Bastion $S/resourceGroups/iso/" "the new Bastion"
+
+# The VM is deleted after it was cached: one line, as if never there.
+emu POST /_emu/config -H 'Content-Type: application/json' \
+    -d '{"vms": {}}' >/dev/null
+run_bs web 22 </dev/null
+expect_eq $RC 2 "status for a VM deleted since it was cached"
+expect_eq "$(wc -l <"$T/err")" 1 "lines for a deleted VM"
+expect_match "$T/err" "no VM called web" "message for a deleted VM"
+world "$hub_bastion"
+move_web moved
+
 # doctor finds the same way, from ARM itself.
 "$BIN" doctor -F "$T/conf" web >"$T/out" 2>"$T/err"
 expect_eq $? 0 "doctor status"

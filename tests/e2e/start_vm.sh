@@ -152,7 +152,9 @@ wait $waker
 expect_eq $RC 0 "status, VM that boots after its start"
 cmp -s "$T/out" "$T/expected" || fail "bytes from a VM that boots after its start"
 expect_eq "$(grep -c . "$T/err")" 2 "lines on stderr, VM that boots"
-expect_eq $(($(created) - before)) 3 "sessions: stopped, not yet up, up"
+# The closed-port failure above made the next connection look vm1 up
+# anew, so Resource Graph's "stopped" starts it before any session.
+expect_eq $(($(created) - before)) 2 "sessions: not yet up, up"
 expect_no_sessions
 emu POST /_emu/config -H 'Content-Type: application/json' \
     -d '{"port_map": {}}' >/dev/null
