@@ -3,8 +3,9 @@
  * virtual network is the target's, or (not the Developer SKU, which
  * reaches only its own network) is peered with it, the peering
  * Connected.  Peering is not transitive, so a direct peering it must
- * be.  One Resource Graph query brings the target's NICs (or its scale
- * set's model), every Bastion, and every virtual network's peerings.
+ * be.  Two Resource Graph queries: the target's NICs (or its scale
+ * set's model), then every Bastion and the target's networks with
+ * their peerings.
  */
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -24,8 +25,9 @@
 #define TYPE_NIC	"microsoft.network/networkinterfaces"
 #define LIST_MAX	10
 
+/* The target's NICs, or its uniform scale set (whose model names them). */
 static char *
-network_query(const char *target_id)
+nics_query(const char *target_id)
 {
 	struct resource_id r;
 	struct buf q;
@@ -37,21 +39,39 @@ network_query(const char *target_id)
 		    r.type, r.name);
 	resource_id_free(&r);
 	buf_init(&q, 1024);
-	buf_puts(&q, "Resources | where type in~ ('" TYPE_BASTION "', '"
-	    TYPE_VNET "') or ");
 	if (ss != NULL) {
-		buf_puts(&q, "id =~ ");
+		buf_puts(&q, "Resources | where id =~ ");
 		graph_quote(&q, ss);
 	} else {
-		buf_puts(&q, "(type =~ '" TYPE_NIC "' and "
+		buf_puts(&q, "Resources | where type =~ '" TYPE_NIC "' and "
 		    "properties.virtualMachine.id =~ ");
 		graph_quote(&q, target_id);
-		buf_puts(&q, ")");
 	}
 	buf_puts(&q, " | project " DISCOVER_COLUMNS);
 	s = xstrdup(buf_str(&q));
 	buf_free(&q);
 	free(ss);
+	return s;
+}
+
+/* Every Bastion, and the target's networks with their peerings. */
+static char *
+bastions_query(const cJSON *nets)
+{
+	const cJSON *net;
+	struct buf q;
+	char *s;
+
+	buf_init(&q, 1024);
+	buf_puts(&q, "Resources | where type =~ '" TYPE_BASTION "' or "
+	    "(type =~ '" TYPE_VNET "' and id in~ (");
+	cJSON_ArrayForEach(net, nets) {
+		graph_quote(&q, net->valuestring);
+		buf_puts(&q, net->next != NULL ? ", " : "");
+	}
+	buf_puts(&q, ")) | project " DISCOVER_COLUMNS);
+	s = xstrdup(buf_str(&q));
+	buf_free(&q);
 	return s;
 }
 
@@ -139,16 +159,19 @@ in_list(const cJSON *list, const char *s)
 	return false;
 }
 
-/* Is vnet peered, Connected, with one of the target's networks? */
+/*
+ * Is one of the target's networks peered with vnet?  Its side of the
+ * peering says: Azure shows Connected only once both sides exist (one
+ * side alone is Initiated; a side whose other half went, Disconnected).
+ */
 static bool
 peered(const cJSON *rows, const char *vnet, const cJSON *nets)
 {
 	const cJSON *row, *peer, *props, *remote;
-	const char *id, *state;
+	const char *state, *rid;
 
 	cJSON_ArrayForEach(row, rows) {
-		if ((id = graph_str(row, "id")) == NULL ||
-		    strcasecmp(id, vnet) != 0)
+		if (!in_list(nets, graph_str(row, "id")))
 			continue;
 		cJSON_ArrayForEach(peer, cJSON_GetObjectItemCaseSensitive(row,
 		    "peerings")) {
@@ -157,8 +180,9 @@ peered(const cJSON *rows, const char *vnet, const cJSON *nets)
 			remote = cJSON_GetObjectItemCaseSensitive(props,
 			    "remoteVirtualNetwork");
 			state = graph_str(props, "peeringState");
+			rid = graph_str(remote, "id");
 			if (state != NULL && strcasecmp(state, "Connected") ==
-			    0 && in_list(nets, graph_str(remote, "id")))
+			    0 && rid != NULL && strcasecmp(rid, vnet) == 0)
 				return true;
 		}
 	}
@@ -286,9 +310,9 @@ none_found(const char *target, const char *refused_id,
 
 /* Picks the one Bastion that reaches the target and can tunnel. */
 static int
-choose(const cJSON *rows, const char *target, char **id, struct bastion *b)
+choose(const cJSON *rows, const cJSON *nets, const char *target, char **id,
+    struct bastion *b)
 {
-	cJSON *nets = discover_networks(rows, NULL);
 	const cJSON *row;
 	struct bastion cand, refused = { 0 };
 	char *ids[LIST_MAX], *refused_id = NULL;
@@ -323,7 +347,6 @@ choose(const cJSON *rows, const char *target, char **id, struct bastion *b)
 		free(ids[n]);
 	free(refused_id);
 	arm_bastion_free(&refused);
-	cJSON_Delete(nets);
 	return r;
 }
 
@@ -336,21 +359,33 @@ discover_bastion(struct http *h, const struct options *o,
     const struct token *t, const char *target_id, char **id,
     struct bastion *b)
 {
-	cJSON *rows;
+	cJSON *rows = NULL, *nets = NULL;
 	char *query, *why;
 	int r;
 
 	*id = NULL;
 	memset(b, 0, sizeof(*b));
-	query = network_query(target_id);
 	why = xasprintf("find the Bastion for %s", target_id);
+	query = nics_query(target_id);
 	r = graph_query(h, o, t, NULL, query, why, &rows);
 	free(query);
+	if (r == 0) {
+		nets = discover_networks(rows, NULL);
+		cJSON_Delete(rows);
+		rows = NULL;
+	}
+	if (r == 0 && cJSON_GetArraySize(nets) == 0)
+		r = none_found(target_id, NULL, NULL, nets);
+	else if (r == 0) {
+		query = bastions_query(nets);
+		r = graph_query(h, o, t, NULL, query, why, &rows);
+		free(query);
+	}
+	if (r == 0)
+		r = choose(rows, nets, target_id, id, b);
 	free(why);
-	if (r != 0)
-		return r;
-	r = choose(rows, target_id, id, b);
 	cJSON_Delete(rows);
+	cJSON_Delete(nets);
 	if (r == 0)
 		verbose("Bastion for %s: %s", target_id, *id);
 	return r;

@@ -18,10 +18,11 @@
 #define GRAPH_PATH	"/providers/Microsoft.ResourceGraph/resources"
 
 /*
- * A bound on pages: discovery queries select a handful of rows, and
- * config-ssh lists what one person can reach, not a whole enterprise.
+ * A bound on pages: discovery's queries select a handful of rows, and
+ * config-ssh lists what one credential sees.  Beyond it the answer
+ * would be partial, which for a choice is worse than none.
  */
-#define GRAPH_PAGES_MAX	20
+#define GRAPH_PAGES_MAX	50
 
 /* KQL's single-quoted string, with ' and \ escaped. */
 void
@@ -120,9 +121,12 @@ graph_query(struct http *h, const struct options *o, const struct token *t,
 		if (next == NULL)
 			break;
 	}
-	if (r == 0 && next != NULL)
-		logit("warning: %s: more than %d pages from Resource Graph; "
-		    "using the first ones", why, GRAPH_PAGES_MAX);
+	if (r == 0 && next != NULL) {
+		error("cannot %s: Resource Graph has more than %d pages of "
+		    "results; narrow it with TargetSubscription or name the "
+		    "resources in the settings", why, GRAPH_PAGES_MAX);
+		r = EXIT_CONFIG;
+	}
 	free(next);
 	free(url);
 	if (r != 0) {

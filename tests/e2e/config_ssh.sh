@@ -63,6 +63,28 @@ expect_eq $(($(emu_counter arm) - arm0)) 1 "ARM requests (the Bastion only)"
 expect_eq "$(emu_counter resourcegraph)" 1 "Resource Graph queries (config-ssh's)"
 target_stop
 
+# More pages than the bound: an error, not a partial list.
+emu POST /_emu/config -H 'Content-Type: application/json' \
+    -d '{"resourcegraph_page_size": 1}' >/dev/null
+"$BIN" config-ssh >"$T/out" 2>"$T/err"
+expect_eq $? 0 "status with one row per page"
+expect_eq "$(grep -c '^Host ' "$T/out")" 4 "blocks with one row per page"
+$PY - "$S" >"$T/many.json" <<'PY'
+import json, sys
+s = sys.argv[1]
+print(json.dumps({"resourcegraph_page_size": 1, "vnets": {
+    f"{s}/resourceGroups/many/providers/Microsoft.Network/"
+    f"virtualNetworks/v{i}": {} for i in range(60)}}))
+PY
+emu POST /_emu/config -H 'Content-Type: application/json' \
+    -d @"$T/many.json" >/dev/null
+"$BIN" config-ssh >"$T/out" 2>"$T/err"
+expect_eq $? 3 "status beyond the bound on pages"
+expect_match "$T/err" "more than 50 pages of results; narrow it" \
+    "message beyond the bound"
+emu POST /_emu/config -H 'Content-Type: application/json' \
+    -d '{"resourcegraph_page_size": 1000}' >/dev/null
+
 # The Bastion setting limits the blocks to what that Bastion reaches.
 "$BIN" config-ssh -o Bastion="$S/resourceGroups/x/$NET/bastionHosts/other" \
     >"$T/out" 2>"$T/err"

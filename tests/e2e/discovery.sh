@@ -41,8 +41,9 @@ run_bs_held -v web "$TARGET_PORT"
 expect_eq $RC 0 "status for a VM found by name"
 expect_eq "$(wc -c <"$T/out")" 100 "bytes from web"
 expect_match "$T/err" "through Bastion $BH_HUB" "the Bastion found"
-expect_eq $(($(emu_counter arm) - arm0)) 2 "ARM requests, cold"
-expect_eq "$(emu_counter resourcegraph)" 2 "Resource Graph queries, cold"
+expect_eq $(($(emu_counter arm) - arm0)) 3 "ARM requests, cold"
+expect_eq "$(emu_counter resourcegraph)" 3 \
+    "Resource Graph queries, cold: the VM, its NICs, the Bastions"
 expect_eq "$(emu_counter arm_bastion_get)" 0 "Bastion GETs (Graph said)"
 arm0=$(emu_counter arm)
 entra0=$(emu_counter entra)
@@ -70,7 +71,7 @@ graph0=$(emu_counter resourcegraph)
 emu_faults '{"resourcegraph_status": {"status": 429, "headers": {"Retry-After": "1"}, "body": {"error": {"code": "RateLimiting", "message": "slow down"}}, "count": 1}}'
 run_bs_held web "$TARGET_PORT"
 expect_eq $RC 0 "status after a 429 from Resource Graph"
-expect_eq $(($(emu_counter resourcegraph) - graph0)) 3 \
+expect_eq $(($(emu_counter resourcegraph) - graph0)) 4 \
     "Resource Graph queries with one 429"
 rm -rf "$T/cache"
 emu_faults '{"resourcegraph_status": {"status": 429, "headers": {"Retry-After": "60"}, "body": {"error": {"code": "RateLimiting", "message": "slow down"}}, "count": 1}}'
@@ -90,8 +91,17 @@ for i in $(seq 1 10); do
 	pids="$pids $!"
 done
 for p in $pids; do wait $p || fail "a process failed: $(cat "$T"/err.*)"; done
-expect_eq $(($(emu_counter resourcegraph) - graph0)) 2 \
+expect_eq $(($(emu_counter resourcegraph) - graph0)) 3 \
     "Resource Graph queries for ten processes"
+
+# Answers a page at a time.
+emu POST /_emu/config -H 'Content-Type: application/json' \
+    -d '{"resourcegraph_page_size": 1}' >/dev/null
+rm -rf "$T/cache"
+run_bs_held web "$TARGET_PORT"
+expect_eq $RC 0 "status with one row per page"
+emu POST /_emu/config -H 'Content-Type: application/json' \
+    -d '{"resourcegraph_page_size": 1000}' >/dev/null
 
 # Dead ends: each a one-line reason (candidates indented below it).
 run_bs twin 22 </dev/null
