@@ -5,6 +5,7 @@
  * Resource Graph query over every subscription the credential sees,
  * narrowed by TargetSubscription and TargetResourceGroup when set.
  */
+#include <arpa/inet.h>
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +41,8 @@ discover_split_instance(const char *host, char *scale_set, size_t size,
 	memcpy(scale_set, host, (size_t)(us - host));
 	scale_set[us - host] = '\0';
 	*instance = us + 1;
+	while (**instance == '0' && (*instance)[1] != '\0')
+		(*instance)++;		/* pool_03 is instance 3 */
 	return 0;
 }
 
@@ -83,12 +86,23 @@ name_query(const char *host, const struct options *o)
 	return s;
 }
 
-/* NICs with that private IP, and the VM each is attached to. */
+/*
+ * NICs with that private IP, and the VM each is attached to.  ARM keeps
+ * an address in its usual text form (fd00::4, not FD00:0::4), which is
+ * compared as a string.
+ */
 static char *
-ip_query(const char *ip, const struct options *o)
+ip_query(const char *host, const struct options *o)
 {
+	unsigned char addr[16];
+	char ip[INET6_ADDRSTRLEN];
+	int af = strchr(host, ':') != NULL ? AF_INET6 : AF_INET;
 	struct buf q;
 	char *s;
+
+	if (inet_pton(af, host, addr) != 1 ||
+	    inet_ntop(af, addr, ip, sizeof(ip)) == NULL)
+		snprintf(ip, sizeof(ip), "%s", host);
 
 	buf_init(&q, 512);
 	buf_puts(&q, "Resources | where type =~ "
@@ -105,8 +119,8 @@ ip_query(const char *ip, const struct options *o)
 }
 
 /*
- * How well a row matches HOST: 2 for the VM's own name (or a scale
- * set's, for an instance), 1 for its computer name only, 0 not at all.
+ * How well a row matches HOST: 3 for a VM's own name, 2 for its
+ * computer name, 1 for a scale set's instance, 0 not at all.
  */
 static int
 rank(const cJSON *row, const char *host)
@@ -121,10 +135,10 @@ rank(const cJSON *row, const char *host)
 		return 0;
 	if (strcasecmp(type, TYPE_VMSS) == 0)
 		return discover_split_instance(host, ss, sizeof(ss), &n) == 0 &&
-		    strcasecmp(name, ss) == 0 ? 2 : 0;
+		    strcasecmp(name, ss) == 0 ? 1 : 0;
 	if (strcasecmp(name, host) == 0)
-		return 2;
-	return cn != NULL && strcasecmp(cn, host) == 0 ? 1 : 0;
+		return 3;
+	return cn != NULL && strcasecmp(cn, host) == 0 ? 2 : 0;
 }
 
 /* The id the Bastion is given for a row: an instance below a scale set. */

@@ -201,6 +201,10 @@ test_instance_syntax(void)
 	CHECK(discover_split_instance("my_pool_12", ss, sizeof(ss), &n) == 0);
 	CHECK_STR(ss, "my_pool");
 	CHECK_STR(n, "12");
+	CHECK(discover_split_instance("pool_007", ss, sizeof(ss), &n) == 0);
+	CHECK_STR(n, "7");
+	CHECK(discover_split_instance("pool_0", ss, sizeof(ss), &n) == 0);
+	CHECK_STR(n, "0");
 	CHECK(discover_split_instance("web", ss, sizeof(ss), &n) == -1);
 	CHECK(discover_split_instance("_3", ss, sizeof(ss), &n) == -1);
 	CHECK(discover_split_instance("pool_", ss, sizeof(ss), &n) == -1);
