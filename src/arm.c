@@ -85,6 +85,27 @@ arm_parse_bastion(const char *body, struct bastion *b)
 	return 0;
 }
 
+/*
+ * Adds the first of error.details that says something: Resource Graph
+ * puts the reason there and a support notice in the message.
+ */
+static void
+append_detail(const cJSON *err, char *out, size_t size)
+{
+	const cJSON *d, *msg;
+	size_t n = strlen(out);
+
+	cJSON_ArrayForEach(d, cJSON_GetObjectItem(err, "details")) {
+		msg = cJSON_GetObjectItem(d, "message");
+		if (cJSON_IsString(msg) && *msg->valuestring != '\0' &&
+		    !str_has_ctrl(msg->valuestring)) {
+			snprintf(out + n, size - n, " (%.200s)",
+			    msg->valuestring);
+			return;
+		}
+	}
+}
+
 /* ARM errors: {"error": {"code", "message"}}, some RPs capitalised. */
 void
 arm_describe_error(const char *body, char *out, size_t size)
@@ -103,6 +124,8 @@ arm_describe_error(const char *body, char *out, size_t size)
 		    msg->valuestring);
 	else if (cJSON_IsString(msg))
 		snprintf(out, size, "%.300s", msg->valuestring);
+	if (cJSON_IsString(msg))
+		append_detail(err, out, size);
 	cJSON_Delete(root);
 }
 

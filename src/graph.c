@@ -62,8 +62,8 @@ request_body(const char *query, const char *subscription,
  * Moves one page's rows to rows; *next gets its $skipToken or NULL.
  * 0, or -1 when the answer is not a Resource Graph page.
  */
-static int
-take_page(const char *body, cJSON *rows, char **next)
+int
+graph_take_page(const char *body, cJSON *rows, char **next)
 {
 	cJSON *root = cJSON_Parse(body), *data, *row;
 	const cJSON *skip;
@@ -111,8 +111,8 @@ graph_query(struct http *h, const struct options *o, const struct token *t,
 			what = xasprintf("%s with Resource Graph", why);
 			r = arm_report(&rs, what);
 			free(what);
-		} else if (r == 0 && take_page(buf_str(&rs.body), *rows,
-		    &next) == -1) {
+		} else if (r == 0 && graph_take_page(buf_str(&rs.body),
+		    *rows, &next) == -1) {
 			error("Resource Graph answered without rows "
 			    "(to %s)", why);
 			r = EXIT_PROTOCOL;

@@ -7,6 +7,7 @@
 
 #include "arm.h"
 #include "entra.h"
+#include "graph.h"
 #include "misc.h"
 #include "session.h"
 #include "unit.h"
@@ -216,6 +217,37 @@ test_arm_errors(void)
 	CHECK_STR(msg, "X: y");
 	arm_describe_error("{\"error\":\"flat\"}", msg, sizeof(msg));
 	CHECK_STR(msg, "no error details");
+	/* Resource Graph: the reason is in the details */
+	arm_describe_error("{\"error\":{\"code\":\"BadRequest\",\"message\":"
+	    "\"ask support\",\"details\":[{\"code\":\"x\"},{\"code\":"
+	    "\"InvalidQuery\",\"message\":\"Query is invalid\"}]}}", msg,
+	    sizeof(msg));
+	CHECK_STR(msg, "BadRequest: ask support (Query is invalid)");
+}
+
+/* Resource Graph pages, from the specs' examples. */
+static void
+test_graph_pages(void)
+{
+	cJSON *rows = cJSON_CreateArray();
+	char *body, *next = NULL;
+
+	body = fixture_body("ResourcesFirstPageQuery.json");
+	CHECK(body != NULL && graph_take_page(body, rows, &next) == 0);
+	CHECK(cJSON_GetArraySize(rows) == 3);
+	CHECK(next != NULL && strncmp(next, "eyAibm8i", 8) == 0);
+	CHECK_STR(graph_str(cJSON_GetArrayItem(rows, 1), "name"), "TestAA");
+	free(body);
+	free(next);
+	body = fixture_body("ResourcesNextPageQuery.json");
+	CHECK(body != NULL && graph_take_page(body, rows, &next) == 0);
+	CHECK(cJSON_GetArraySize(rows) > 3);
+	free(body);
+	free(next);
+	CHECK(graph_take_page("{\"count\": 0}", rows, &next) == -1);
+	CHECK(graph_take_page("not json", rows, &next) == -1);
+	CHECK(graph_str(cJSON_GetArrayItem(rows, 0), "nope") == NULL);
+	cJSON_Delete(rows);
 }
 
 /* The power state in an instance view, from the specs' examples. */
@@ -333,6 +365,7 @@ main(void)
 	RUN(test_entra);
 	RUN(test_session);
 	RUN(test_arm_errors);
+	RUN(test_graph_pages);
 	RUN(test_power_state);
 	RUN(test_start_operation);
 	RUN(test_known_state);
