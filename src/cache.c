@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,11 +55,14 @@ private_to_us(const struct stat *st, mode_t type, const char *path)
 int
 cache_dir(char *path, size_t size)
 {
+	static bool unusable;	/* said once; the run goes on without */
 	const char *xdg = getenv("XDG_CACHE_HOME");
 	const char *home = getenv("HOME");
 	char parent[1024];
 	struct stat st;
 
+	if (unusable)
+		return -1;
 	if (xdg != NULL && *xdg == '/')
 		snprintf(parent, sizeof(parent), "%s", xdg);
 	else if (home != NULL && *home == '/')
@@ -72,10 +76,14 @@ cache_dir(char *path, size_t size)
 	if (mkdir(path, 0700) == -1 && errno != EEXIST) {
 		logit("warning: cannot create cache %s: %s", path,
 		    strerror(errno));
+		unusable = true;
 		return -1;
 	}
-	if (lstat(path, &st) == -1 || private_to_us(&st, S_IFDIR, path) == -1)
+	if (lstat(path, &st) == -1 ||
+	    private_to_us(&st, S_IFDIR, path) == -1) {
+		unusable = true;
 		return -1;
+	}
 	return 0;
 }
 

@@ -46,6 +46,15 @@ expect_match "$T/err" 'warning: ignoring a corrupt token cache entry' \
     "corrupt cache warning"
 expect_eq "$(emu_counter entra)" 2 "Entra requests after corruption"
 
+# A cache directory others may enter is not used: one warning, however
+# many entries the connection would have read or written.
+chmod 755 "$T/cache/bastion-stdio"
+run_bs vm1 "$TARGET_PORT" </dev/null
+expect_eq $RC 0 "status with an open cache directory"
+expect_eq "$(grep -c 'warning: ignoring cache' "$T/err")" 1 \
+    "warnings for an open cache directory"
+chmod 700 "$T/cache/bastion-stdio"
+
 # Tokens that live less than the refresh margin are fetched every time.
 emu POST /_emu/config -H 'Content-Type: application/json' \
     -d '{"token_lifetime_s": 200}' >/dev/null
@@ -53,6 +62,7 @@ rm -rf "$T/cache"
 run_bs vm1 "$TARGET_PORT" </dev/null
 run_bs vm1 "$TARGET_PORT" </dev/null
 expect_eq $RC 0 "status with short-lived tokens"
-expect_eq "$(emu_counter entra)" 4 "Entra requests for short-lived tokens"
+expect_eq "$(emu_counter entra)" 5 \
+    "Entra requests for short-lived tokens (one was uncached above)"
 expect_no_sessions
 target_stop
