@@ -51,28 +51,41 @@ networks_of(const cJSON *rows, const cJSON *target)
 	cJSON_Delete(one);
 	return nets;
 }
+/* What the blocks are written from and with. */
+struct writer {
+	const cJSON	*rows;
+	const char	*only;		/* the Bastion setting, or NULL */
+	const char	*subscription;	/* TargetSubscription, or NULL */
+	const char	*config_file;	/* -F, for the blocks, or NULL */
+	cJSON		*aliases;	/* Host names written so far */
+};
+
 /*
  * The id of the first Bastion (in Resource Graph's order, by id) that
- * reaches target and can tunnel; only that one if only is set.
+ * reaches target and can tunnel, only that one if w->only is set; *more
+ * counts the others.
  */
 static const char *
-bastion_for(const cJSON *rows, const cJSON *target, const char *only)
+bastion_for(const struct writer *w, const cJSON *target, int *more)
 {
-	cJSON *nets = networks_of(rows, target);
+	cJSON *nets = networks_of(w->rows, target);
 	const cJSON *row;
 	const char *id = NULL, *rid;
 	struct bastion b;
 	int k;
 
-	cJSON_ArrayForEach(row, rows) {
-		if ((k = discover_bastion_row(rows, row, nets, &b)) != 0)
+	*more = 0;
+	cJSON_ArrayForEach(row, w->rows) {
+		if ((k = discover_bastion_row(w->rows, row, nets, &b)) != 0)
 			arm_bastion_free(&b);
 		rid = graph_str(row, "id");
-		if (k == 1 && rid != NULL &&
-		    (only == NULL || strcasecmp(only, rid) == 0)) {
+		if (k != 1 || rid == NULL || (w->only != NULL &&
+		    strcasecmp(w->only, rid) != 0))
+			continue;
+		if (id == NULL)
 			id = rid;
-			break;
-		}
+		else
+			(*more)++;
 	}
 	cJSON_Delete(nets);
 	return id;
@@ -94,54 +107,103 @@ name_shared(const cJSON *rows, const cJSON *vm)
 	return false;
 }
 
+/* Takes alias unless a block already has it (ssh would use the first). */
+static bool
+claim(struct writer *w, const char *alias)
+{
+	const cJSON *a;
+
+	cJSON_ArrayForEach(a, w->aliases)
+		if (strcasecmp(a->valuestring, alias) == 0)
+			return false;
+	cJSON_AddItemToArray(w->aliases, cJSON_CreateString(alias));
+	return true;
+}
+
 /*
- * One Host block.  The ids are single-quoted for the shell that runs
+ * One Host block.  Its values are single-quoted for the shell that runs
  * the ProxyCommand: resource group names may hold parentheses.
  */
 static void
-print_block(const char *pattern, const char *what, const char *bastion,
-    const char *target)
+print_block(const struct writer *w, const char *pattern, const char *what,
+    const char *bastion, const char *target)
 {
 	printf("\n# %s\nHost %s\n", what, pattern);
-	printf("    ProxyCommand bastion-stdio -o 'Bastion=%s'", bastion);
+	printf("    ProxyCommand bastion-stdio");
+	if (w->config_file != NULL)
+		printf(" -F '%s'", w->config_file);
+	printf(" -o 'Bastion=%s'", bastion);
 	if (target != NULL)
 		printf(" -o 'TargetResourceId=%s'", target);
 	printf(" %%h %%p\n");
 }
 
-/* The block for one VM or scale set; 1 if printed, 0 if unreachable. */
-static int
-print_target(const cJSON *rows, const cJSON *row, const char *only)
+/* The Host name for a VM or scale set. */
+static char *
+alias_of(const struct writer *w, const cJSON *row)
 {
-	const char *id = graph_str(row, "id"), *name = graph_str(row, "name");
+	const char *name = graph_str(row, "name");
 	const char *rg = graph_str(row, "resourceGroup");
-	const char *bastion;
-	char *pattern, *what;
 
-	if (id == NULL || name == NULL)
+	if (is_type(row, TYPE_VMSS))
+		return xasprintf("%s_*", name);
+	if (name_shared(w->rows, row) && rg != NULL)
+		return xasprintf("%s.%s", name, rg);
+	return xstrdup(name);
+}
+
+/* The block for one VM or scale set; 1 if written, else 0. */
+static int
+print_target(struct writer *w, const cJSON *row)
+{
+	const char *id = graph_str(row, "id"), *bastion;
+	char *alias, *what;
+	int more, done = 0;
+
+	if (id == NULL || graph_str(row, "name") == NULL)
 		return 0;
-	if ((bastion = bastion_for(rows, row, only)) == NULL) {
+	if ((bastion = bastion_for(w, row, &more)) == NULL) {
 		printf("\n# %s: no Bastion%s reaches it\n", id,
-		    only != NULL ? " of the Bastion setting" : "");
+		    w->only != NULL ? " of the Bastion setting" : "");
 		return 0;
 	}
-	if (is_type(row, TYPE_VMSS)) {
-		pattern = xasprintf("%s_*", name);
-		what = xasprintf("%s: %s_N is instance N", id, name);
-		print_block(pattern, what, bastion, NULL);
-	} else {
-		pattern = name_shared(rows, row) && rg != NULL ?
-		    xasprintf("%s.%s", name, rg) : xstrdup(name);
-		what = xstrdup(id);
-		print_block(pattern, what, bastion, id);
+	alias = alias_of(w, row);
+	if (!claim(w, alias))
+		printf("\n# %s: its Host name %s is taken by a block above; "
+		    "reach it with -o TargetResourceId\n", id, alias);
+	else {
+		what = is_type(row, TYPE_VMSS) ? xasprintf("%s: %s_N is "
+		    "instance N", id, graph_str(row, "name")) : more > 0 ?
+		    xasprintf("%s (%d more Bastions reach it)", id, more) :
+		    xstrdup(id);
+		print_block(w, alias, what, bastion,
+		    is_type(row, TYPE_VMSS) ? NULL : id);
+		free(what);
+		done = 1;
 	}
-	free(pattern);
-	free(what);
-	return 1;
+	free(alias);
+	return done;
+}
+
+/* A VM or scale set of TargetSubscription, if it is set. */
+static bool
+wanted(const struct writer *w, const cJSON *row)
+{
+	const char *id = graph_str(row, "id");
+	size_t n;
+
+	if (!is_type(row, TYPE_VM) && !is_type(row, TYPE_VMSS))
+		return false;
+	if (w->subscription == NULL)
+		return true;
+	n = strlen("/subscriptions/");
+	return id != NULL && strncasecmp(id, "/subscriptions/", n) == 0 &&
+	    strncasecmp(id + n, w->subscription, strlen(w->subscription)) ==
+	    0 && id[n + strlen(w->subscription)] == '/';
 }
 
 static int
-print_config(const cJSON *rows, const char *only)
+print_config(struct writer *w)
 {
 	const cJSON *row;
 	char when[64];
@@ -153,9 +215,9 @@ print_config(const cJSON *rows, const char *only)
 	    "# credential can reach through Azure Bastion.  Add it to "
 	    "~/.ssh/config,\n# or save it and Include it from there.\n",
 	    when);
-	cJSON_ArrayForEach(row, rows)
-		if (is_type(row, TYPE_VM) || is_type(row, TYPE_VMSS))
-			n += print_target(rows, row, only);
+	cJSON_ArrayForEach(row, w->rows)
+		if (wanted(w, row))
+			n += print_target(w, row);
 	if (fflush(stdout) == EOF || ferror(stdout)) {
 		error("cannot write the configuration to stdout");
 		return EXIT_LOCAL_IO;
@@ -166,22 +228,38 @@ print_config(const cJSON *rows, const char *only)
 	return 0;
 }
 
+/*
+ * Bastions may sit in another subscription than their VMs (a hub), so
+ * the query spans all; TargetSubscription narrows only the VMs.  The
+ * blocks read the same configuration file as this run did (-F), but not
+ * what -o set.
+ */
 int
-config_ssh_command(const struct options *o)
+config_ssh_command(const struct options *o, const char *config_file,
+    bool options_given)
 {
+	struct writer w = { NULL, o->bastion, o->target_subscription,
+	    config_file, NULL };
 	struct token tok;
 	struct http h;
 	cJSON *rows = NULL;
 	int r;
 
 	memset(&tok, 0, sizeof(tok));
+	if (options_given)
+		logit("warning: the blocks do not carry what -o set; put "
+		    "such settings in a configuration file");
 	if ((r = http_init(&h, o->ca_file, BASTION_STDIO_UA,
 	    o->connect_timeout)) != 0)
 		return r;
 	if ((r = cred_get_arm_token(&h, o, &tok)) == 0 &&
-	    (r = graph_query(&h, o, &tok, o->target_subscription, QUERY,
-	    "list VMs and Bastions", &rows)) == 0)
-		r = print_config(rows, o->bastion);
+	    (r = graph_query(&h, o, &tok, NULL, QUERY,
+	    "list VMs and Bastions", &rows)) == 0) {
+		w.rows = rows;
+		w.aliases = cJSON_CreateArray();
+		r = print_config(&w);
+		cJSON_Delete(w.aliases);
+	}
 	cJSON_Delete(rows);
 	token_free(&tok);
 	http_cleanup(&h);

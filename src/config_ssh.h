@@ -2,8 +2,11 @@
 #ifndef CONFIG_SSH_H
 #define CONFIG_SSH_H
 
+#include <stdbool.h>
+
 #include "config.h"
 
-int	config_ssh_command(const struct options *o);
+int	config_ssh_command(const struct options *o,
+	    const char *config_file, bool options_given);
 
 #endif

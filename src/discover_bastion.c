@@ -274,11 +274,14 @@ list_bastions(const char *target, char **ids, int n)
 {
 	int i;
 
-	error("%d Bastions reach %s; choose one with a Host block in "
-	    "~/.config/bastion-stdio/config:", n, target);
+	const char *name = strrchr(target, '/');
+
+	error("%d Bastions reach %s; choose one with a Host block in the "
+	    "configuration (~/.config/bastion-stdio/config), or -o Bastion:",
+	    n, target);
 	for (i = 0; i < n && i < LIST_MAX; i++)
 		error("    %s", ids[i]);
-	error("  Host <the name you give ssh>");
+	error("  Host %s", name != NULL ? name + 1 : target);
 	error("      Bastion %s", ids[0]);
 }
 

@@ -43,6 +43,7 @@ struct args {
 	const char	*host;
 	const char	*port;
 	int		 verbosity;	/* -v count */
+	int		 options_given;	/* -o count */
 	int		 quiet;
 };
 
@@ -122,6 +123,7 @@ parse_args(int argc, char **argv, struct args *a, struct options *o)
 		case 'o':
 			if ((r = cfg_parse_option(o, optarg)) != 0)
 				return r;
+			a->options_given++;
 			break;
 		case 'q':
 			a->quiet = 1;
@@ -334,6 +336,30 @@ out:
 	return r;
 }
 
+/*
+ * config-ssh, whose blocks name the same configuration file as this run
+ * read, by a path that works from anywhere.
+ */
+static int
+config_ssh(const struct args *a, const struct options *o)
+{
+	char *path = NULL;
+	int r;
+
+	if (a->config_file != NULL && strcmp(a->config_file, "none") != 0 &&
+	    ((path = realpath(a->config_file, NULL)) == NULL ||
+	    strchr(path, '\'') != NULL)) {
+		error("cannot name %s in the blocks: %s", a->config_file,
+		    path == NULL ? strerror(errno) : "it holds a quote");
+		free(path);
+		return EXIT_CONFIG;
+	}
+	r = config_ssh_command(o, path != NULL ? path : a->config_file,
+	    a->options_given > 0);
+	free(path);
+	return r;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -354,7 +380,7 @@ main(int argc, char **argv)
 			r = doctor_command(&o, *a.host ? a.host : NULL,
 			    a.port);
 		else if (strcmp(a.command, "config-ssh") == 0)
-			r = config_ssh_command(&o);
+			r = config_ssh(&a, &o);
 		else
 			r = logout_command();
 	}

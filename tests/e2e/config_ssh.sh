@@ -63,6 +63,33 @@ expect_eq $(($(emu_counter arm) - arm0)) 1 "ARM requests (the Bastion only)"
 expect_eq "$(emu_counter resourcegraph)" 1 "Resource Graph queries (config-ssh's)"
 target_stop
 
+# The blocks read the file this run read; TargetSubscription narrows
+# the VMs, not the Bastions (a hub's may be in another subscription).
+S2=/subscriptions/00000000-0000-0000-0000-0000000000b2
+emu POST /_emu/config -H 'Content-Type: application/json' -d @- \
+    >/dev/null <<JSON
+{"vms": {"$WEB": {"ip": "127.0.0.1", "vnet": "$APP"},
+         "$S2/resourceGroups/spoke/$CMP/virtualMachines/far": {"ip": "127.0.0.1", "vnet": "$APP"},
+         "$S/resourceGroups/rg-a/$CMP/virtualMachines/twin": {"ip": "127.0.0.1", "vnet": "$APP"},
+         "$S/resourceGroups/rg-b/$CMP/virtualMachines/twin": {"ip": "127.0.0.1", "vnet": "$APP"},
+         "$S/resourceGroups/rg-b/$CMP/virtualMachines/twin.rg-a": {"ip": "127.0.0.1", "vnet": "$APP"}},
+ "bastions": {"$BH_HUB": {"sku": "Standard", "vnet": "$HUB"},
+              "$S/resourceGroups/app/$NET/bastionHosts/bh-app": {"sku": "Standard", "vnet": "$APP"}}}
+JSON
+"$BIN" config-ssh -F "$T/xdg/bastion-stdio/config" \
+    -o TargetSubscription="${S2#/subscriptions/}" >"$T/out" 2>"$T/err"
+expect_eq $? 0 "status with TargetSubscription"
+expect_match "$T/err" "do not carry what -o set" "a word on -o"
+expect_eq "$(grep -c '^Host ' "$T/out")" 1 "blocks of that subscription"
+expect_match "$T/out" "^    ProxyCommand bastion-stdio -F '$T/xdg/bastion-stdio/config' -o 'Bastion=$S/resourceGroups/app/.*/far' %h %p$" \
+    "the file named in the block"
+expect_match "$T/out" "^# $S2/.*/far \\(1 more Bastions reach it\\)$" \
+    "the other Bastion, in a comment"
+"$BIN" config-ssh >"$T/out" 2>"$T/err"
+expect_eq "$(grep -c '^Host twin.rg-a$' "$T/out")" 1 "one block per name"
+expect_match "$T/out" "twin.rg-a: its Host name twin.rg-a is taken" \
+    "the VM whose name is taken"
+
 # More pages than the bound: an error, not a partial list.
 emu POST /_emu/config -H 'Content-Type: application/json' \
     -d '{"resourcegraph_page_size": 1}' >/dev/null

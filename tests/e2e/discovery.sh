@@ -15,7 +15,8 @@ world() {	# $1: the bastions, as JSON members
            "$ISO": {"address_prefixes": ["10.2.0.0/16"]}},
  "bastions": {$1},
  "vms": {"$WEB": {"ip": "127.0.0.1", "computer_name": "web01",
-                  "private_ip": "10.1.0.4", "vnet": "$APP"},
+                  "private_ip": "10.1.0.4", "vnet": "$APP",
+                  "secondary_ips": ["fd00::4"]},
          "$POOL/virtualMachines/3": {"ip": "127.0.0.1", "vnet": "$APP",
                                      "private_ip": "10.1.0.9"},
          "$S/resourceGroups/rg-a/$CMP/virtualMachines/twin": {"ip": "127.0.0.1", "vnet": "$APP"},
@@ -54,8 +55,9 @@ expect_eq $(($(emu_counter arm) - arm0)) 0 "ARM requests, warm"
 expect_eq $(($(emu_counter entra) - entra0)) 0 "Entra requests, warm"
 expect_empty "$T/err" "stderr, warm"
 
-# The computer name, a private IP and a scale-set instance.
-for h in web01 WEB 10.1.0.4 pool_3; do
+# The computer name, private IPs (in any text form) and a scale-set
+# instance (leading zeros or not).
+for h in web01 WEB 10.1.0.4 FD00:0::4 pool_03 pool_3; do
 	run_bs_held -v "$h" "$TARGET_PORT"
 	expect_eq $RC 0 "status for $h"
 	expect_eq "$(wc -c <"$T/out")" 100 "bytes for $h"
@@ -112,6 +114,17 @@ expect_match "$T/err" "    $S/resourceGroups/rg-a/.*/twin" "first candidate"
 expect_match "$T/err" "    $S/resourceGroups/rg-b/.*/twin" "second one"
 run_bs_held -o TargetResourceGroup=rg-b twin "$TARGET_PORT"
 expect_eq $RC 0 "status once the group is set"
+
+# A VM's own name wins over an instance that SCALESET_N names.
+emu POST /_emu/config -H 'Content-Type: application/json' -d \
+    "{\"vms\": {\"$S/resourceGroups/app/$CMP/virtualMachines/pool_3\": {\"ip\": \"127.0.0.1\", \"vnet\": \"$APP\"}, \"$POOL/virtualMachines/3\": {\"ip\": \"127.0.0.1\", \"vnet\": \"$APP\"}, \"$WEB\": {\"ip\": \"127.0.0.1\", \"vnet\": \"$APP\", \"computer_name\": \"web01\"}}}" \
+    >/dev/null
+rm -rf "$T/cache"
+run_bs_held -v pool_3 "$TARGET_PORT"
+expect_eq $RC 0 "status for a VM called like an instance"
+expect_match "$T/err" "pool_3 is $S/resourceGroups/app/$CMP/virtualMachines/pool_3" \
+    "the VM, not the instance"
+world "$hub_bastion"
 run_bs nosuch 22 </dev/null
 expect_eq $RC 2 "status for no such VM"
 expect_match "$T/err" "no VM called nosuch is visible" "unknown name message"
@@ -131,7 +144,8 @@ rm -rf "$T/cache"
 run_bs web 22 </dev/null
 expect_eq $RC 3 "status with two Bastions"
 expect_match "$T/err" "2 Bastions reach $WEB; choose one" "choice message"
-expect_match "$T/err" "      Bastion $S/resourceGroups/" "the Host block"
+expect_match "$T/err" "  Host web.?$" "the Host block"
+expect_match "$T/err" "      Bastion $S/resourceGroups/" "its Bastion line"
 run_bs_held -o Bastion="$BH_APP" web "$TARGET_PORT"
 expect_eq $RC 0 "status with the Bastion chosen"
 
