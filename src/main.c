@@ -9,6 +9,7 @@
 #include <libwebsockets.h>
 #include <openssl/crypto.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +37,7 @@
 
 
 static volatile sig_atomic_t signalled;
+static bool stdout_closed;
 
 struct args {
 	const char	*command;	/* a subcommand's name, or NULL */
@@ -346,6 +348,10 @@ config_ssh(const struct args *a, const struct options *o)
 	char *path = NULL;
 	int r;
 
+	if (stdout_closed) {
+		error("config-ssh: standard output is closed");
+		return EXIT_LOCAL_IO;
+	}
 	if (a->config_file != NULL && strcmp(a->config_file, "none") != 0 &&
 	    ((path = realpath(a->config_file, NULL)) == NULL ||
 	    strchr(path, '\'') != NULL)) {
@@ -367,6 +373,8 @@ main(int argc, char **argv)
 	struct args a;
 	int r;
 
+	/* config-ssh's output must not vanish into the /dev/null below */
+	stdout_closed = fcntl(STDOUT_FILENO, F_GETFD) == -1;
 	sanitise_stdfd();
 	set_signals();
 	cfg_init(&o);

@@ -63,6 +63,10 @@ expect_eq $(($(emu_counter arm) - arm0)) 1 "ARM requests (the Bastion only)"
 expect_eq "$(emu_counter resourcegraph)" 1 "Resource Graph queries (config-ssh's)"
 target_stop
 
+"$BIN" config-ssh >&- 2>"$T/err"
+expect_eq $? 8 "status with stdout closed"
+expect_match "$T/err" "standard output is closed" "message with stdout closed"
+
 # The blocks read the file this run read; TargetSubscription narrows
 # the VMs, not the Bastions (a hub's may be in another subscription).
 S2=/subscriptions/00000000-0000-0000-0000-0000000000b2
