@@ -68,6 +68,81 @@ def ratio(t, a, b, d):
     return med(out)
 
 
+def diff(before, after):
+    """The counters' change between two "name=value" strings, less what
+    the reading of them cost: one connection to each server."""
+    b = dict(x.split("=") for x in before.split())
+    a = dict(x.split("=") for x in after.split())
+    d = {k: int(a[k]) - int(b.get(k, 0)) for k in a}
+    d["arm_get"] = d["arm"] - d.get("graph", 0) - d.get("vm_start", 0)
+    # the DELETE after the tunnel, on its own connection, is left out
+    conns = d["emu_conn"] - 1 + d["relay_conn"] - 1 - d["deletes"]
+    reqs = d["entra"] + d["arm"] + d["tokens"] + d["upgrades"]
+    d["rts"] = 2 * conns + reqs
+    return d
+
+
+def spread(values):
+    """The median of counts, or "low-high" when the runs differed."""
+    if not values:
+        return "-"
+    lo, hi = min(values), max(values)
+    return f"{med(values):g}" if lo == hi else f"{lo}-{hi}"
+
+
+CONFIGS = (("set", "Bastion + TargetResourceGroup"),
+           ("bastion", "Bastion alone"),
+           ("zero", "none: discovery"))
+CACHES = (("cold", "cold"), ("token", "warm token"), ("warm", "warm"))
+KINDS = ("entra", "arm_get", "graph", "tokens", "upgrades")
+
+
+def by_config(rows, rtt):
+    """Set-up by settings and cache, with the requests of each kind."""
+    runs = defaultdict(list)
+    for p in rows["config"]:
+        if len(p) >= 7:
+            runs[(p[0], p[1], p[2])].append((num(p[4]), diff(p[5], p[6])))
+    if not runs:
+        return []
+    rtts = sorted({k[2] for k in runs}, key=float)
+    other = [x for x in rtts if x != "0"]
+    out = ["", "   By settings, for the VM web in a network peered with "
+           "its Bastion's (requests per connection)",
+           f"   {'settings, cache':<44} {'0 ms RTT':>8} {'Entra':>5} "
+           f"{'ARM GET':>7} {'Graph':>5} {'tokens':>6} {'upgrade':>7} "
+           f"{'client RTs':>10} "
+           + (" ".join(f"{x + ' ms':>8}" for x in other) or
+              f"{'at ' + rtt + ' ms':>8}")]
+    for cfg, clabel in CONFIGS:
+        for cache, klabel in CACHES:
+            r0 = runs.get((cfg, cache, "0"))
+            if not r0:
+                continue
+            m0 = med([ms for ms, _ in r0])
+            fails = sum(1 for ms, _ in r0 if ms is None)
+            counts = [spread([d[k] for _, d in r0]) for k in KINDS]
+            nrts = med([d["rts"] for _, d in r0])
+            cells = " ".join(
+                f"{fmt(med([ms for ms, _ in runs[(cfg, cache, x)]])):>8}"
+                for x in other)
+            if not other:
+                cells = (f"{'~' + fmt(m0 + nrts * float(rtt), '.0f'):>8}"
+                         if m0 is not None else f"{'-':>8}")
+            out.append(f"   {clabel + ', ' + klabel:<44} {fmt(m0):>8} "
+                       f"{counts[0]:>5} {counts[1]:>7} {counts[2]:>5} "
+                       f"{counts[3]:>6} {counts[4]:>7} {nrts:>10g} {cells}"
+                       + (f"  ({fails} failed)" if fails else ""))
+    out += ["   cold: an empty cache; warm token: the ARM token alone in it; "
+            "warm: all an earlier run kept",
+            "   (ARM answers for ArmCacheTime, 600 s). Requests: Entra, ARM "
+            "GET and Resource Graph POST as",
+            "   the emulator counted them, POST /api/tokens and upgrade as "
+            "the relay did; median of the",
+            "   runs, or the least and the most when they differed"]
+    return out
+
+
 def main(path):
     rows, info = load(path)
     bytes_ = int(info.get("bytes", 1 << 30))
@@ -128,7 +203,8 @@ def main(path):
     rtt = info.get("rtt_ms", "20")
     rtts = sorted({k[2] for k in setup}, key=float)
     other = [x for x in rtts if x != "0"]
-    w("2. Set-up: process start to first byte from the target (ms)")
+    w("2. Set-up: process start to first byte from the target (ms), "
+      f"median of {info.get('setup_runs', '?')} runs")
     w(f"   {'':<50} {'0 ms RTT':>9} {'client RTs':>10} "
       + (" ".join(f"{x + ' ms RTT':>10}" for x in other) or
          f"{'at ' + rtt + ' ms':>10}"))
@@ -164,6 +240,8 @@ def main(path):
           f"reading its settings): ARM token {fmt(s[1], '.0f')}, Bastion "
           f"from ARM {fmt(s[2], '.0f')}; first byte at {fmt(s[0], '.0f')} "
           "from process start")
+    for line in by_config(rows, rtt):
+        w(line)
     w("")
     w("3. Per ProxyCommand process, in the runs of section 1")
     short = {"bastion-stdio": "bastion-stdio", "reference": "reference relay",
