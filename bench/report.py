@@ -68,6 +68,79 @@ def ratio(t, a, b, d):
     return med(out)
 
 
+NAMES = [("direct", "direct TCP, no ProxyCommand (the limit)"),
+         ("bastion-stdio", "ProxyCommand bastion-stdio"),
+         ("reference", "ProxyCommand reference relay (Python)"),
+         ("lean", "ProxyCommand probe tunnel (lean C client)"),
+         ("bastion-stdio-emu", "bastion-stdio, emulator's data plane"),
+         ("reference-emu", "reference, emulator's data plane")]
+
+
+def section_throughput(w, t, rows, bytes_):
+    """1. Throughput through ssh, and the data plane's ceiling."""
+    size = (f"{bytes_ / (1 << 30):g} GiB" if bytes_ >= 1 << 30
+            else f"{bytes_ / MIB:g} MiB")
+    w(f"1. Throughput, {size} through ssh (MiB/s)       down      up"
+      "  down/limit  up/limit")
+    for key, label in NAMES:
+        if (key, "down") not in t:
+            continue
+        v = {d: med([x[0] if x else None for x in t[(key, d)].values()])
+             for d in ("down", "up")}
+        fails = sum(1 for d in ("down", "up")
+                    for x in t[(key, d)].values() if x is None)
+        r = {d: ratio(t, key, "direct", d) for d in ("down", "up")}
+        w(f"   {label:<42} {fmt(v['down']):>7} {fmt(v['up']):>7}"
+          f"  {pct(r['down']):>10}  {pct(r['up']):>8}"
+          + (f"  ({fails} failed)" if fails else ""))
+    for other, label in (("reference", "bastion-stdio / reference"),
+                         ("lean", "bastion-stdio / lean C client")):
+        r = {d: ratio(t, "bastion-stdio", other, d) for d in ("down", "up")}
+        if r["down"] is not None or r["up"] is not None:
+            w(f"   {label:<42} {'':>7} {'':>7}"
+              f"  {fmt(r['down'], '.2f') + 'x':>10}"
+              f"  {fmt(r['up'], '.2f') + 'x':>8}")
+    ceil = defaultdict(list)
+    for server, d, _run, mibs in rows["ceiling"]:
+        ceil[(server, d)].append(float(mibs))
+    for server, label in (("relay", "data-plane ceiling: bench/relay (C)"),
+                          ("emulator", "data-plane ceiling: Python emulator")):
+        w(f"   {label:<42} {fmt(med(ceil[(server, 'down')])):>7}"
+          f" {fmt(med(ceil[(server, 'up')])):>7}   (probe blast, 4 KiB "
+          "frames up)")
+    w("")
+
+
+def section_process(w, t, gib):
+    """3. Peak RSS and CPU of each ProxyCommand, and the relay's CPU;
+    returns {client: (peak RSS KiB, {dir: CPU s/GiB})}."""
+    w("3. Per ProxyCommand process, in the runs of section 1")
+    short = {"bastion-stdio": "bastion-stdio", "reference": "reference relay",
+             "lean": "probe tunnel (lean C client)",
+             "bastion-stdio-emu": "bastion-stdio, emulator's data plane",
+             "reference-emu": "reference, emulator's data plane"}
+    w(f"   {'':<42} {'peak RSS':>8}  {'CPU s/GiB':>9} {'':>5}"
+      f"  {'relay CPU s/GiB':>15}")
+    w(f"   {'':<42} {'':>8}  {'down':>9} {'up':>5}  {'down':>9} {'up':>5}")
+    res = {}
+    for key, label in NAMES[1:]:
+        label = short[key]
+        if (key, "down") not in t:
+            continue
+        rss = med([x[1] for d in ("down", "up")
+                   for x in t[(key, d)].values() if x and x[1]])
+        cpu = {d: med([x[2] / gib for x in t[(key, d)].values()
+                       if x and x[2] is not None]) for d in ("down", "up")}
+        rel = {d: med([x[3] / gib for x in t[(key, d)].values()
+                       if x and x[3] is not None]) for d in ("down", "up")}
+        res[key] = (rss, cpu)
+        w(f"   {label:<42} {fmt(rss and rss / 1024):>6} MiB"
+          f"  {fmt(cpu['down'], '.2f'):>9} {fmt(cpu['up'], '.2f'):>5}"
+          f"  {fmt(rel['down'], '.2f'):>9} {fmt(rel['up'], '.2f'):>5}")
+    w("")
+    return res
+
+
 def diff(before, after):
     """The counters' change between two "name=value" strings, less what
     the reading of them cost: one connection to each server."""
@@ -150,51 +223,19 @@ def main(path):
     t = throughput(rows)
     out = []
     w = out.append
-    w(f"bastion-stdio benchmarks: medians of {info.get('runs')} runs, "
-      "each figure measured side by side with the others in this run")
+    runs = info.get("runs") if t else info.get("setup_runs")
+    w(f"bastion-stdio benchmarks: medians of {runs} runs, "
+      "each figure measured side by side with the others in this run"
+      + ("" if t else " (the set-up part alone)"))
     w(f"  date: {info.get('date')}   commit: {info.get('git')}")
     w(f"  machine: {info.get('machine')}")
-    w(f"  {info.get('versions')}; ssh cipher {info.get('cipher', '?')}")
+    w(f"  {info.get('versions')}"
+      + (f"; ssh cipher {info['cipher']}" if "cipher" in info else ""))
     w(f"  load average before/after: {info.get('load_before')} / "
       f"{info.get('load_after')}; {info.get('seconds')} s in all")
     w("")
-    size = (f"{bytes_ / (1 << 30):g} GiB" if bytes_ >= 1 << 30
-            else f"{bytes_ / MIB:g} MiB")
-    w(f"1. Throughput, {size} through ssh (MiB/s)       down      up"
-      "  down/limit  up/limit")
-    names = [("direct", "direct TCP, no ProxyCommand (the limit)"),
-             ("bastion-stdio", "ProxyCommand bastion-stdio"),
-             ("reference", "ProxyCommand reference relay (Python)"),
-             ("lean", "ProxyCommand probe tunnel (lean C client)"),
-             ("bastion-stdio-emu", "bastion-stdio, emulator's data plane"),
-             ("reference-emu", "reference, emulator's data plane")]
-    for key, label in names:
-        if (key, "down") not in t:
-            continue
-        v = {d: med([x[0] if x else None for x in t[(key, d)].values()])
-             for d in ("down", "up")}
-        fails = sum(1 for d in ("down", "up")
-                    for x in t[(key, d)].values() if x is None)
-        r = {d: ratio(t, key, "direct", d) for d in ("down", "up")}
-        w(f"   {label:<42} {fmt(v['down']):>7} {fmt(v['up']):>7}"
-          f"  {pct(r['down']):>10}  {pct(r['up']):>8}"
-          + (f"  ({fails} failed)" if fails else ""))
-    for other, label in (("reference", "bastion-stdio / reference"),
-                         ("lean", "bastion-stdio / lean C client")):
-        r = {d: ratio(t, "bastion-stdio", other, d) for d in ("down", "up")}
-        if r["down"] is not None or r["up"] is not None:
-            w(f"   {label:<42} {'':>7} {'':>7}"
-              f"  {fmt(r['down'], '.2f') + 'x':>10}"
-              f"  {fmt(r['up'], '.2f') + 'x':>8}")
-    ceil = defaultdict(list)
-    for server, d, _run, mibs in rows["ceiling"]:
-        ceil[(server, d)].append(float(mibs))
-    for server, label in (("relay", "data-plane ceiling: bench/relay (C)"),
-                          ("emulator", "data-plane ceiling: Python emulator")):
-        w(f"   {label:<42} {fmt(med(ceil[(server, 'down')])):>7}"
-          f" {fmt(med(ceil[(server, 'up')])):>7}   (probe blast, 4 KiB "
-          "frames up)")
-    w("")
+    if t:
+        section_throughput(w, t, rows, bytes_)
     setup = defaultdict(list)
     for client, cache, rtt, _run, ms in rows["setup"]:
         setup[(client, cache, rtt)].append(float(ms))
@@ -243,30 +284,7 @@ def main(path):
     for line in by_config(rows, rtt):
         w(line)
     w("")
-    w("3. Per ProxyCommand process, in the runs of section 1")
-    short = {"bastion-stdio": "bastion-stdio", "reference": "reference relay",
-             "lean": "probe tunnel (lean C client)",
-             "bastion-stdio-emu": "bastion-stdio, emulator's data plane",
-             "reference-emu": "reference, emulator's data plane"}
-    w(f"   {'':<42} {'peak RSS':>8}  {'CPU s/GiB':>9} {'':>5}"
-      f"  {'relay CPU s/GiB':>15}")
-    w(f"   {'':<42} {'':>8}  {'down':>9} {'up':>5}  {'down':>9} {'up':>5}")
-    res = {}
-    for key, label in names[1:]:
-        label = short[key]
-        if (key, "down") not in t:
-            continue
-        rss = med([x[1] for d in ("down", "up")
-                   for x in t[(key, d)].values() if x and x[1]])
-        cpu = {d: med([x[2] / gib for x in t[(key, d)].values()
-                       if x and x[2] is not None]) for d in ("down", "up")}
-        rel = {d: med([x[3] / gib for x in t[(key, d)].values()
-                       if x and x[3] is not None]) for d in ("down", "up")}
-        res[key] = (rss, cpu)
-        w(f"   {label:<42} {fmt(rss and rss / 1024):>6} MiB"
-          f"  {fmt(cpu['down'], '.2f'):>9} {fmt(cpu['up'], '.2f'):>5}"
-          f"  {fmt(rel['down'], '.2f'):>9} {fmt(rel['up'], '.2f'):>5}")
-    w("")
+    res = section_process(w, t, gib) if t else {}
     fan = []
     for p in rows["fanout"]:
         if len(p) < 7:
@@ -289,11 +307,13 @@ def main(path):
           f"{med([f[3]['tokens'] for f in fan]):.0f}")
         w("")
     w("Targets")
-    r = {d: ratio(t, "bastion-stdio", "direct", d) for d in ("down", "up")}
-    ok = all(x is not None and x >= 0.9 for x in r.values())
-    w(f"   throughput >= 90% of direct TCP both ways: "
-      f"{'met' if ok else 'MISSED'} ({pct(r['down'])} down, "
-      f"{pct(r['up'])} up)")
+    if t:
+        r = {d: ratio(t, "bastion-stdio", "direct", d)
+             for d in ("down", "up")}
+        ok = all(x is not None and x >= 0.9 for x in r.values())
+        w(f"   throughput >= 90% of direct TCP both ways: "
+          f"{'met' if ok else 'MISSED'} ({pct(r['down'])} down, "
+          f"{pct(r['up'])} up)")
     floor = med(setup[("floor", "warm", "0")])
     warm = med(setup[("bastion-stdio", "warm", "0")])
     if floor is not None and warm is not None:
