@@ -170,21 +170,30 @@ CACHES = (("cold", "cold"), ("token", "warm token"), ("warm", "warm"))
 KINDS = ("entra", "arm_get", "graph", "tokens", "upgrades")
 
 
+def paired(runs, a, b):
+    """Median over the runs of a's milliseconds less b's, in the same
+    run: what a costs beside b, with the noise of the run cancelled."""
+    bms = {run: ms for run, ms, _ in runs.get(b, [])}
+    return med([ms - bms[run] for run, ms, _ in runs.get(a, [])
+                if ms is not None and bms.get(run) is not None])
+
+
 def by_config(rows, rtt):
     """Set-up by settings and cache, with the requests of each kind."""
     runs = defaultdict(list)
     for p in rows["config"]:
         if len(p) >= 7:
-            runs[(p[0], p[1], p[2])].append((num(p[4]), diff(p[5], p[6])))
+            runs[(p[0], p[1], p[2])].append((p[3], num(p[4]),
+                                             diff(p[5], p[6])))
     if not runs:
         return []
     rtts = sorted({k[2] for k in runs}, key=float)
     other = [x for x in rtts if x != "0"]
     out = ["", "   By settings, for the VM web in a network peered with "
            "its Bastion's (requests per connection)",
-           f"   {'settings, cache':<44} {'0 ms RTT':>8} {'Entra':>5} "
-           f"{'ARM GET':>7} {'Graph':>5} {'tokens':>6} {'upgrade':>7} "
-           f"{'client RTs':>10} "
+           f"   {'settings, cache':<44} {'0 ms RTT':>8} {'vs set':>6} "
+           f"{'Entra':>5} {'ARM GET':>7} {'Graph':>5} {'tokens':>6} "
+           f"{'upgrade':>7} {'client RTs':>10} "
            + (" ".join(f"{x + ' ms':>8}" for x in other) or
               f"{'at ' + rtt + ' ms':>8}")]
     for cfg, clabel in CONFIGS:
@@ -192,27 +201,33 @@ def by_config(rows, rtt):
             r0 = runs.get((cfg, cache, "0"))
             if not r0:
                 continue
-            m0 = med([ms for ms, _ in r0])
-            fails = sum(1 for ms, _ in r0 if ms is None)
-            counts = [spread([d[k] for _, d in r0]) for k in KINDS]
-            nrts = med([d["rts"] for _, d in r0])
+            m0 = med([ms for _, ms, _ in r0])
+            fails = sum(1 for _, ms, _ in r0 if ms is None)
+            vs = ("" if cfg == "set" else fmt(paired(
+                runs, (cfg, cache, "0"), ("set", cache, "0")), "+.1f"))
+            counts = [spread([d[k] for _, _, d in r0]) for k in KINDS]
+            nrts = med([d["rts"] for _, _, d in r0])
             cells = " ".join(
-                f"{fmt(med([ms for ms, _ in runs[(cfg, cache, x)]])):>8}"
+                f"{fmt(med([ms for _, ms, _ in runs[(cfg, cache, x)]])):>8}"
                 for x in other)
             if not other:
                 cells = (f"{'~' + fmt(m0 + nrts * float(rtt), '.0f'):>8}"
                          if m0 is not None else f"{'-':>8}")
             out.append(f"   {clabel + ', ' + klabel:<44} {fmt(m0):>8} "
-                       f"{counts[0]:>5} {counts[1]:>7} {counts[2]:>5} "
-                       f"{counts[3]:>6} {counts[4]:>7} {nrts:>10g} {cells}"
+                       f"{vs:>6} {counts[0]:>5} {counts[1]:>7} "
+                       f"{counts[2]:>5} {counts[3]:>6} {counts[4]:>7} "
+                       f"{nrts:>10g} {cells}"
                        + (f"  ({fails} failed)" if fails else ""))
     out += ["   cold: an empty cache; warm token: the ARM token alone in it; "
             "warm: all an earlier run kept",
-            "   (ARM answers for ArmCacheTime, 600 s). Requests: Entra, ARM "
-            "GET and Resource Graph POST as",
-            "   the emulator counted them, POST /api/tokens and upgrade as "
-            "the relay did; median of the",
-            "   runs, or the least and the most when they differed"]
+            "   (ARM answers for ArmCacheTime, 600 s). vs set: the median "
+            "of each run's difference from",
+            "   Bastion + TargetResourceGroup with the same cache. Requests: "
+            "Entra, ARM GET and Resource",
+            "   Graph POST as the emulator counted them, POST /api/tokens "
+            "and upgrade as the relay did;",
+            "   median of the runs, or the least and the most when they "
+            "differed"]
     return out
 
 
