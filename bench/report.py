@@ -68,32 +68,21 @@ def ratio(t, a, b, d):
     return med(out)
 
 
-def main(path):
-    rows, info = load(path)
-    bytes_ = int(info.get("bytes", 1 << 30))
-    gib = bytes_ / (1 << 30)
-    t = throughput(rows)
-    out = []
-    w = out.append
-    w(f"bastion-stdio benchmarks: medians of {info.get('runs')} runs, "
-      "each figure measured side by side with the others in this run")
-    w(f"  date: {info.get('date')}   commit: {info.get('git')}")
-    w(f"  machine: {info.get('machine')}")
-    w(f"  {info.get('versions')}; ssh cipher {info.get('cipher', '?')}")
-    w(f"  load average before/after: {info.get('load_before')} / "
-      f"{info.get('load_after')}; {info.get('seconds')} s in all")
-    w("")
+NAMES = [("direct", "direct TCP, no ProxyCommand (the limit)"),
+         ("bastion-stdio", "ProxyCommand bastion-stdio"),
+         ("reference", "ProxyCommand reference relay (Python)"),
+         ("lean", "ProxyCommand probe tunnel (lean C client)"),
+         ("bastion-stdio-emu", "bastion-stdio, emulator's data plane"),
+         ("reference-emu", "reference, emulator's data plane")]
+
+
+def section_throughput(w, t, rows, bytes_):
+    """1. Throughput through ssh, and the data plane's ceiling."""
     size = (f"{bytes_ / (1 << 30):g} GiB" if bytes_ >= 1 << 30
             else f"{bytes_ / MIB:g} MiB")
     w(f"1. Throughput, {size} through ssh (MiB/s)       down      up"
       "  down/limit  up/limit")
-    names = [("direct", "direct TCP, no ProxyCommand (the limit)"),
-             ("bastion-stdio", "ProxyCommand bastion-stdio"),
-             ("reference", "ProxyCommand reference relay (Python)"),
-             ("lean", "ProxyCommand probe tunnel (lean C client)"),
-             ("bastion-stdio-emu", "bastion-stdio, emulator's data plane"),
-             ("reference-emu", "reference, emulator's data plane")]
-    for key, label in names:
+    for key, label in NAMES:
         if (key, "down") not in t:
             continue
         v = {d: med([x[0] if x else None for x in t[(key, d)].values()])
@@ -120,6 +109,148 @@ def main(path):
           f" {fmt(med(ceil[(server, 'up')])):>7}   (probe blast, 4 KiB "
           "frames up)")
     w("")
+
+
+def section_process(w, t, gib):
+    """3. Peak RSS and CPU of each ProxyCommand, and the relay's CPU;
+    returns {client: (peak RSS KiB, {dir: CPU s/GiB})}."""
+    w("3. Per ProxyCommand process, in the runs of section 1")
+    short = {"bastion-stdio": "bastion-stdio", "reference": "reference relay",
+             "lean": "probe tunnel (lean C client)",
+             "bastion-stdio-emu": "bastion-stdio, emulator's data plane",
+             "reference-emu": "reference, emulator's data plane"}
+    w(f"   {'':<42} {'peak RSS':>8}  {'CPU s/GiB':>9} {'':>5}"
+      f"  {'relay CPU s/GiB':>15}")
+    w(f"   {'':<42} {'':>8}  {'down':>9} {'up':>5}  {'down':>9} {'up':>5}")
+    res = {}
+    for key, label in NAMES[1:]:
+        label = short[key]
+        if (key, "down") not in t:
+            continue
+        rss = med([x[1] for d in ("down", "up")
+                   for x in t[(key, d)].values() if x and x[1]])
+        cpu = {d: med([x[2] / gib for x in t[(key, d)].values()
+                       if x and x[2] is not None]) for d in ("down", "up")}
+        rel = {d: med([x[3] / gib for x in t[(key, d)].values()
+                       if x and x[3] is not None]) for d in ("down", "up")}
+        res[key] = (rss, cpu)
+        w(f"   {label:<42} {fmt(rss and rss / 1024):>6} MiB"
+          f"  {fmt(cpu['down'], '.2f'):>9} {fmt(cpu['up'], '.2f'):>5}"
+          f"  {fmt(rel['down'], '.2f'):>9} {fmt(rel['up'], '.2f'):>5}")
+    w("")
+    return res
+
+
+def diff(before, after):
+    """The counters' change between two "name=value" strings, less what
+    the reading of them cost: one connection to each server."""
+    b = dict(x.split("=") for x in before.split())
+    a = dict(x.split("=") for x in after.split())
+    d = {k: int(a[k]) - int(b.get(k, 0)) for k in a}
+    d["arm_get"] = d["arm"] - d.get("graph", 0) - d.get("vm_start", 0)
+    # the DELETE after the tunnel, on its own connection, is left out
+    conns = d["emu_conn"] - 1 + d["relay_conn"] - 1 - d["deletes"]
+    reqs = d["entra"] + d["arm"] + d["tokens"] + d["upgrades"]
+    d["rts"] = 2 * conns + reqs
+    return d
+
+
+def spread(values):
+    """The median of counts, or "low-high" when the runs differed."""
+    if not values:
+        return "-"
+    lo, hi = min(values), max(values)
+    return f"{med(values):g}" if lo == hi else f"{lo}-{hi}"
+
+
+CONFIGS = (("set", "Bastion + TargetResourceGroup"),
+           ("bastion", "Bastion alone"),
+           ("zero", "none: discovery"))
+CACHES = (("cold", "cold"), ("token", "warm token"), ("warm", "warm"))
+KINDS = ("entra", "arm_get", "graph", "tokens", "upgrades")
+
+
+def paired(runs, a, b):
+    """Median over the runs of a's milliseconds less b's, in the same
+    run: what a costs beside b, with the noise of the run cancelled."""
+    bms = {run: ms for run, ms, _ in runs.get(b, [])}
+    return med([ms - bms[run] for run, ms, _ in runs.get(a, [])
+                if ms is not None and bms.get(run) is not None])
+
+
+def by_config(rows, rtt):
+    """Set-up by settings and cache, with the requests of each kind."""
+    runs = defaultdict(list)
+    for p in rows["config"]:
+        if len(p) >= 7:
+            runs[(p[0], p[1], p[2])].append((p[3], num(p[4]),
+                                             diff(p[5], p[6])))
+    if not runs:
+        return []
+    rtts = sorted({k[2] for k in runs}, key=float)
+    other = [x for x in rtts if x != "0"]
+    out = ["", "   By settings, for the VM web in a network peered with "
+           "its Bastion's (requests per connection)",
+           f"   {'settings, cache':<44} {'0 ms RTT':>8} {'vs set':>6} "
+           f"{'Entra':>5} {'ARM GET':>7} {'Graph':>5} {'tokens':>6} "
+           f"{'upgrade':>7} {'client RTs':>10} "
+           + (" ".join(f"{x + ' ms':>8}" for x in other) or
+              f"{'at ' + rtt + ' ms':>8}")]
+    for cfg, clabel in CONFIGS:
+        for cache, klabel in CACHES:
+            r0 = runs.get((cfg, cache, "0"))
+            if not r0:
+                continue
+            m0 = med([ms for _, ms, _ in r0])
+            fails = sum(1 for _, ms, _ in r0 if ms is None)
+            vs = ("" if cfg == "set" else fmt(paired(
+                runs, (cfg, cache, "0"), ("set", cache, "0")), "+.1f"))
+            counts = [spread([d[k] for _, _, d in r0]) for k in KINDS]
+            nrts = med([d["rts"] for _, _, d in r0])
+            cells = " ".join(
+                f"{fmt(med([ms for _, ms, _ in runs[(cfg, cache, x)]])):>8}"
+                for x in other)
+            if not other:
+                cells = (f"{'~' + fmt(m0 + nrts * float(rtt), '.0f'):>8}"
+                         if m0 is not None else f"{'-':>8}")
+            out.append(f"   {clabel + ', ' + klabel:<44} {fmt(m0):>8} "
+                       f"{vs:>6} {counts[0]:>5} {counts[1]:>7} "
+                       f"{counts[2]:>5} {counts[3]:>6} {counts[4]:>7} "
+                       f"{nrts:>10g} {cells}"
+                       + (f"  ({fails} failed)" if fails else ""))
+    out += ["   cold: an empty cache; warm token: the ARM token alone in it; "
+            "warm: all an earlier run kept",
+            "   (ARM answers for ArmCacheTime, 600 s). vs set: the median "
+            "of each run's difference from",
+            "   Bastion + TargetResourceGroup with the same cache. Requests: "
+            "Entra, ARM GET and Resource",
+            "   Graph POST as the emulator counted them, POST /api/tokens "
+            "and upgrade as the relay did;",
+            "   median of the runs, or the least and the most when they "
+            "differed"]
+    return out
+
+
+def main(path):
+    rows, info = load(path)
+    bytes_ = int(info.get("bytes", 1 << 30))
+    gib = bytes_ / (1 << 30)
+    t = throughput(rows)
+    out = []
+    w = out.append
+    runs = info.get("runs") if t else info.get("setup_runs")
+    w(f"bastion-stdio benchmarks: medians of {runs} runs, "
+      "each figure measured side by side with the others in this run"
+      + ("" if t else " (the set-up part alone)"))
+    w(f"  date: {info.get('date')}   commit: {info.get('git')}")
+    w(f"  machine: {info.get('machine')}")
+    w(f"  {info.get('versions')}"
+      + (f"; ssh cipher {info['cipher']}" if "cipher" in info else ""))
+    w(f"  load average before/after: {info.get('load_before')} / "
+      f"{info.get('load_after')}; {info.get('seconds')} s in all")
+    w("")
+    if t:
+        section_throughput(w, t, rows, bytes_)
     setup = defaultdict(list)
     for client, cache, rtt, _run, ms in rows["setup"]:
         setup[(client, cache, rtt)].append(float(ms))
@@ -128,7 +259,8 @@ def main(path):
     rtt = info.get("rtt_ms", "20")
     rtts = sorted({k[2] for k in setup}, key=float)
     other = [x for x in rtts if x != "0"]
-    w("2. Set-up: process start to first byte from the target (ms)")
+    w("2. Set-up: process start to first byte from the target (ms), "
+      f"median of {info.get('setup_runs', '?')} runs")
     w(f"   {'':<50} {'0 ms RTT':>9} {'client RTs':>10} "
       + (" ".join(f"{x + ' ms RTT':>10}" for x in other) or
          f"{'at ' + rtt + ' ms':>10}"))
@@ -164,31 +296,10 @@ def main(path):
           f"reading its settings): ARM token {fmt(s[1], '.0f')}, Bastion "
           f"from ARM {fmt(s[2], '.0f')}; first byte at {fmt(s[0], '.0f')} "
           "from process start")
+    for line in by_config(rows, rtt):
+        w(line)
     w("")
-    w("3. Per ProxyCommand process, in the runs of section 1")
-    short = {"bastion-stdio": "bastion-stdio", "reference": "reference relay",
-             "lean": "probe tunnel (lean C client)",
-             "bastion-stdio-emu": "bastion-stdio, emulator's data plane",
-             "reference-emu": "reference, emulator's data plane"}
-    w(f"   {'':<42} {'peak RSS':>8}  {'CPU s/GiB':>9} {'':>5}"
-      f"  {'relay CPU s/GiB':>15}")
-    w(f"   {'':<42} {'':>8}  {'down':>9} {'up':>5}  {'down':>9} {'up':>5}")
-    res = {}
-    for key, label in names[1:]:
-        label = short[key]
-        if (key, "down") not in t:
-            continue
-        rss = med([x[1] for d in ("down", "up")
-                   for x in t[(key, d)].values() if x and x[1]])
-        cpu = {d: med([x[2] / gib for x in t[(key, d)].values()
-                       if x and x[2] is not None]) for d in ("down", "up")}
-        rel = {d: med([x[3] / gib for x in t[(key, d)].values()
-                       if x and x[3] is not None]) for d in ("down", "up")}
-        res[key] = (rss, cpu)
-        w(f"   {label:<42} {fmt(rss and rss / 1024):>6} MiB"
-          f"  {fmt(cpu['down'], '.2f'):>9} {fmt(cpu['up'], '.2f'):>5}"
-          f"  {fmt(rel['down'], '.2f'):>9} {fmt(rel['up'], '.2f'):>5}")
-    w("")
+    res = section_process(w, t, gib) if t else {}
     fan = []
     for p in rows["fanout"]:
         if len(p) < 7:
@@ -211,11 +322,13 @@ def main(path):
           f"{med([f[3]['tokens'] for f in fan]):.0f}")
         w("")
     w("Targets")
-    r = {d: ratio(t, "bastion-stdio", "direct", d) for d in ("down", "up")}
-    ok = all(x is not None and x >= 0.9 for x in r.values())
-    w(f"   throughput >= 90% of direct TCP both ways: "
-      f"{'met' if ok else 'MISSED'} ({pct(r['down'])} down, "
-      f"{pct(r['up'])} up)")
+    if t:
+        r = {d: ratio(t, "bastion-stdio", "direct", d)
+             for d in ("down", "up")}
+        ok = all(x is not None and x >= 0.9 for x in r.values())
+        w(f"   throughput >= 90% of direct TCP both ways: "
+          f"{'met' if ok else 'MISSED'} ({pct(r['down'])} down, "
+          f"{pct(r['up'])} up)")
     floor = med(setup[("floor", "warm", "0")])
     warm = med(setup[("bastion-stdio", "warm", "0")])
     if floor is not None and warm is not None:

@@ -11,7 +11,11 @@
 #   memory, CPU  peak RSS and CPU seconds per GiB of each ProxyCommand
 #   set-up       process start to the first byte from the target, cold
 #                and warm cache, at 0 ms and (with tc netem, in a network
-#                namespace made here) at BENCH_RTT_MS round-trip time
+#                namespace made here) at BENCH_RTT_MS round-trip time;
+#                and by settings (Bastion and TargetResourceGroup, the
+#                Bastion alone, none: Resource Graph finds the rest) with
+#                a cold cache, the token alone and a warm cache, in time
+#                and in the requests of each kind the servers counted
 #   fan-out      BENCH_FANOUT sessions started together
 #
 # Entra ID and ARM are the Python emulator (tests/emulator); the Bastion
@@ -24,6 +28,9 @@
 # BENCH_RTT_MS=20 BENCH_EMU_DATAPLANE=0 (1: also ssh through the
 # emulator's own relay) BENCH_OUT=dir (keep the raw results there)
 # BASTION_STDIO=path (default: the build in this tree).
+#
+# bench/run.sh --setup (make bench-setup) runs the set-up part alone:
+# some 20 seconds instead of 7 minutes.
 #
 # bench/run.sh --setup-only RTT RESULTS  is how the script runs itself
 # inside the namespace; it appends set-up rows for that RTT to RESULTS.
@@ -43,6 +50,13 @@ RELAY=$BENCH/relay
 RG_ID=/subscriptions/$SUB/resourceGroups/$RG/providers
 BID_RELAY=$RG_ID/Microsoft.Network/bastionHosts/bh-relay
 RID=$RG_ID/Microsoft.Compute/virtualMachines/$VM
+# the world of zero configuration: the VM web in a network peered with
+# the hub, whose Bastion (on the C relay) reaches it
+S_ID=/subscriptions/$SUB/resourceGroups
+HUB=$S_ID/hub/providers/Microsoft.Network/virtualNetworks/vnet-hub
+APP=$S_ID/app/providers/Microsoft.Network/virtualNetworks/vnet-app
+BID_HUB=$S_ID/hub/providers/Microsoft.Network/bastionHosts/bh-hub
+WEB=$S_ID/app/providers/Microsoft.Compute/virtualMachines/web
 NS=
 PIDS=
 
@@ -98,19 +112,37 @@ bench_world() {
 	    wait_for 50 test -s "$W/target.port" || return 1
 	RELAY_PORT=$(cat "$W/relay.port")
 	TARGET_PORT=$(cat "$W/target.port")
-	# bh-test keeps the emulator's own data plane; bh-relay is the C relay
+	# bh-test keeps the emulator's own data plane; bh-relay and bh-hub
+	# are the C relay
 	emu POST /_emu/config -H 'Content-Type: application/json' -d "{
+	    \"vnets\": {
+	      \"$HUB\": {\"address_prefixes\": [\"10.0.0.0/16\"],
+	                \"peerings\": [\"$APP\"]},
+	      \"$APP\": {\"address_prefixes\": [\"10.1.0.0/16\"],
+	                \"peerings\": [\"$HUB\"]}},
 	    \"bastions\": {
 	      \"$BASTION_ID\": {\"sku\": \"Standard\",
 	                       \"enableTunneling\": true},
 	      \"$BID_RELAY\": {\"sku\": \"Standard\", \"enableTunneling\": true,
-	                      \"dnsName\": \"localhost:$RELAY_PORT\"}}}" \
+	                      \"dnsName\": \"localhost:$RELAY_PORT\"},
+	      \"$BID_HUB\": {\"sku\": \"Standard\", \"enableTunneling\": true,
+	                    \"dnsName\": \"localhost:$RELAY_PORT\",
+	                    \"vnet\": \"$HUB\"}},
+	    \"vms\": {
+	      \"$RID\": {\"ip\": \"127.0.0.1\"},
+	      \"$WEB\": {\"ip\": \"127.0.0.1\", \"private_ip\": \"10.1.0.4\",
+	                \"vnet\": \"$APP\"}}}" \
 	    >/dev/null || return 1
 	# Entra and ARM on two host names, as login.microsoftonline.com and
 	# management.azure.com are, so that no client reuses a connection
 	# between them that it could not reuse against Azure.
 	conf "$BID_RELAY" "$W/pki/ca.pem" >"$W/bs-relay.conf"
 	conf "$BASTION_ID" "$W/pki/ca.pem" >"$W/bs-emu.conf"
+	# ways to reach web: everything set, the Bastion alone, nothing
+	conf "$BID_HUB" "$W/pki/ca.pem" TargetResourceGroup app \
+	    >"$W/bs-set.conf"
+	conf "$BID_HUB" "$W/pki/ca.pem" >"$W/bs-bastion.conf"
+	conf "" "$W/pki/ca.pem" >"$W/bs-zero.conf"
 	# the cost of a real trust store: Debian's bundle plus the test CA
 	cat /etc/ssl/certs/ca-certificates.crt "$W/pki/ca.pem" \
 	    >"$W/bundle.pem" 2>/dev/null
@@ -126,10 +158,13 @@ print(json.load(sys.stdin)["access_token"])' >"$W/aztoken" || return 1
 	REF="$REF --bastion"
 }
 
+# Settings: the Bastion (none if empty), the CA file, then one more
+# keyword and its value if given.
 conf() {
+	echo "Host *"
+	[ -n "$1" ] && printf '\tBastion %s\n' "$1"
+	[ $# -gt 2 ] && printf '\t%s %s\n' "$3" "$4"
 	cat <<CONF
-Host *
-	Bastion $1
 	ArmEndpoint https://localhost:$EMU_PORT
 	AuthorityHost https://127.0.0.1:$EMU_PORT
 	CAFile $2
@@ -149,6 +184,7 @@ counters() {
 e, r = (json.loads(l) for l in sys.stdin.read().split("\n") if l.strip())
 print(" ".join(f"{k}={v}" for k, v in [("emu_conn", e.get("connections", 0)),
     ("entra", e.get("entra", 0)), ("arm", e.get("arm", 0)),
+    ("graph", e.get("resourcegraph", 0)), ("vm_start", e.get("vm_start", 0)),
     ("relay_conn", r["connections"]), ("tokens", r["tokens"]),
     ("upgrades", r["upgrades"]), ("deletes", r["deletes"]),
     ("active", r["active"])]))' 2>/dev/null
@@ -283,13 +319,49 @@ step() {
 	echo "${v:--}"
 }
 
+# One connection to web with settings $1 (set, bastion, zero) and cache $2
+# (cold: empty; token: the ARM token alone; warm: all of an earlier
+# run), run $3.  Appends a row: config settings cache rtt run ms
+# counters-before counters-after.
+by_config() {
+	local dir=$W/cache-run before after ms
+	case $2 in
+	cold) rm -rf "$dir" ;;
+	token) rm -rf "$dir" && cp -a "$W/cache-token" "$dir" ;;
+	warm) dir=$W/cache-warm-$1 ;;
+	esac
+	before=$(counters) || return
+	ms=$(XDG_CACHE_HOME=$dir first_byte "$BIN" -F "$W/bs-$1.conf" web \
+	    "$TARGET_PORT") || ms=FAILED
+	after=$(counters) || return
+	row config "$1" "$2" "$RTT" "$3" "$ms" "$before" "$after"
+}
+
+# The caches by_config() starts from: a warm one per settings, and one
+# with only the token (ArmCacheTime 0 keeps no ARM answer).
+prime_by_config() {
+	local c
+	for c in set bastion zero; do
+		XDG_CACHE_HOME=$W/cache-warm-$c first_byte "$BIN" \
+		    -F "$W/bs-$c.conf" web "$TARGET_PORT" >/dev/null
+	done
+	XDG_CACHE_HOME=$W/cache-token first_byte "$BIN" -F "$W/bs-set.conf" \
+	    -o ArmCacheTime=0 web "$TARGET_PORT" >/dev/null
+}
+
 setup_latency() {
-	local r ms warm=$W/cache-warm fb=$W/cache-cold
+	local r c k ms warm=$W/cache-warm fb=$W/cache-cold
 	say "set-up latency at $RTT ms RTT: $SETUP_RUNS runs"
 	# prime the warm cache (what a cache would keep between runs)
 	XDG_CACHE_HOME=$warm first_byte "$BIN" -F "$W/bs-relay.conf" "$VM" \
 	    "$TARGET_PORT" >/dev/null
+	prime_by_config
 	for r in $(seq "$SETUP_RUNS"); do
+		for c in set bastion zero; do
+			for k in cold token warm; do
+				by_config "$c" "$k" "$r"
+			done
+		done
 		ms=$(first_byte "$PROBE" setup "localhost:$RELAY_PORT" \
 		    "$W/pki/ca.pem" "$W/aztoken" "$RID" "$TARGET_PORT") &&
 		    row setup floor warm "$RTT" "$r" "$ms"
@@ -419,15 +491,21 @@ row info git "$(git -C "$BENCH/.." describe --always --dirty 2>/dev/null ||
 row info load_before "$(cut -d' ' -f1-3 /proc/loadavg)"
 row info bytes "$BYTES"
 row info runs "$RUNS"
+row info setup_runs "$SETUP_RUNS"
 row info rtt_ms "$RTT_MS"
 RTT=0
-ceilings
-check_world
-throughput
-setup_latency
-check_world
-fan_out
-check_world
+if [ "${1:-}" = --setup ]; then
+	setup_latency
+	check_world
+else
+	ceilings
+	check_world
+	throughput
+	setup_latency
+	check_world
+	fan_out
+	check_world
+fi
 setup_latency_rtt
 row info load_after "$(cut -d' ' -f1-3 /proc/loadavg)"
 row info seconds "$(($(date +%s) - START))"
