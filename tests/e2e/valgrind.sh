@@ -1,5 +1,6 @@
 # The main path under valgrind: no invalid access and no leak, for an
-# ssh session and for a tunnel the Bastion closes.
+# ssh session, for a tunnel the Bastion closes, for a connection with
+# nothing configured (the VM and the Bastion found), and config-ssh.
 
 VG="valgrind -q --leak-check=full --show-leak-kinds=definite,indirect
     --errors-for-leak-kinds=definite,indirect --error-exitcode=99"
@@ -22,5 +23,28 @@ expect_eq $? 0 "status under valgrind"
 kill $holder
 expect_eq "$(wc -c <"$T/out")" 300000 "bytes under valgrind"
 expect_empty "$T/vg2" "valgrind report"
+
+net_ids
+emu POST /_emu/config -H 'Content-Type: application/json' -d @- \
+    >/dev/null <<JSON
+{"vnets": {"$HUB": {"peerings": ["$APP"]}, "$APP": {"peerings": ["$HUB"]}},
+ "bastions": {"$BH_HUB": {"sku": "Standard", "vnet": "$HUB"}},
+ "vms": {"$WEB": {"ip": "127.0.0.1", "vnet": "$APP", "private_ip": "10.1.0.4"}}}
+JSON
+printf 'ArmEndpoint %s\nAuthorityHost %s\nCAFile %s\n' "$EMU" "$EMU" \
+    "$W/pki/ca.pem" >"$T/zero.conf"
+rm -rf "$T/cache"
+sleep 30 >"$T/stdin" &
+holder=$!
+$VG --log-file="$T/vg3" "$BIN" -F "$T/zero.conf" 10.1.0.4 "$TARGET_PORT" \
+    <"$T/stdin" >"$T/out" 2>"$T/err"
+expect_eq $? 0 "status under valgrind, nothing configured"
+kill $holder
+expect_eq "$(wc -c <"$T/out")" 300000 "bytes under valgrind, nothing set"
+expect_empty "$T/vg3" "valgrind report, nothing configured"
+$VG --log-file="$T/vg4" "$BIN" config-ssh -F "$T/zero.conf" >"$T/out" \
+    2>"$T/err"
+expect_eq $? 0 "config-ssh status under valgrind"
+expect_empty "$T/vg4" "valgrind report, config-ssh"
 expect_no_sessions
 target_stop
