@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -192,6 +193,15 @@ cache_remove(const char *name)
  * process that is fetching the same token.  Without a lock (no cache,
  * or the wait ran out) l->fd is -1 and the caller goes on unlocked.
  */
+/* The process's signal flag: a wait for a lock ends when it is set. */
+static volatile sig_atomic_t *interrupted;
+
+void
+cache_set_interrupt(volatile sig_atomic_t *flag)
+{
+	interrupted = flag;
+}
+
 int
 cache_lock(const char *name, long timeout, struct cache_lock *l)
 {
@@ -208,7 +218,8 @@ cache_lock(const char *name, long timeout, struct cache_lock *l)
 		return -1;
 	while (flock(l->fd, LOCK_EX | LOCK_NB) == -1) {
 		if ((errno != EWOULDBLOCK && errno != EINTR) ||
-		    waited_ms >= timeout * 1000) {
+		    waited_ms >= timeout * 1000 ||
+		    (interrupted != NULL && *interrupted)) {
 			debug("cache lock %s: %s", lname,
 			    errno == EWOULDBLOCK ? "still held, going on "
 			    "without it" : strerror(errno));
