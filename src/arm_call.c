@@ -88,10 +88,14 @@ arm_request(struct http *h, const struct options *o, const struct token *t,
 int
 arm_report(struct http_response *rs, const char *what)
 {
-	char why[512];
+	char why[512], wait[64] = "";
 
 	arm_describe_error(buf_str(&rs->body), why, sizeof(why));
-	error("cannot %s: %ld %s%s", what, rs->status, why,
-	    rs->status == 429 ? " (throttled; try again later)" : "");
+	if (rs->status == 429 && rs->retry_after >= 0)
+		snprintf(wait, sizeof(wait), " (throttled; it asks to wait "
+		    "%ld s)", rs->retry_after);
+	else if (rs->status == 429)
+		snprintf(wait, sizeof(wait), " (throttled; try again later)");
+	error("cannot %s: %ld %s%s", what, rs->status, why, wait);
 	return rs->status == 401 ? EXIT_CREDENTIAL : EXIT_REFUSED;
 }

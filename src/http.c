@@ -340,6 +340,7 @@ http_do(struct http *h, const struct http_request *rq,
 
 	memset(rs, 0, sizeof(*rs));
 	rs->retry_after = -1;
+	h->last_status = 0;
 	curl_easy_reset(h->curl);
 	set_common(h, errbuf);
 	if ((r = set_request(h, rq, rs, &hdrs)) != 0) {
@@ -352,15 +353,32 @@ http_do(struct http *h, const struct http_request *rq,
 	if (cc != CURLE_OK)
 		return report_failure(h, rq, cc, errbuf);
 	curl_easy_getinfo(h->curl, CURLINFO_RESPONSE_CODE, &rs->status);
+	h->last_status = rs->status;
 	debug("%s %s: %ld (%ld ms)", rq->method, rq->what, rs->status,
 	    ms_since(&t0));
 	return 0;
 }
 
 /*
+ * Up to this much is added to each wait before a retry, so that the
+ * processes one ssh fan-out started do not all ask again at once.
+ */
+#define JITTER_MS	500
+
+/* Sleeps, unless a signal cuts it short. */
+static void
+pause_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	(void)nanosleep(&ts, NULL);
+}
+
+/*
  * Whether an answer is worth waiting for and asking again: throttling
  * (429) and server errors, up to three retries, waiting as Retry-After
- * says (or 1, 2, 4 s) when that fits in the *left seconds.  Sleeps if so.
+ * says (or 1, 2, 4 s) plus some jitter when that fits in the *left
+ * seconds.  Sleeps if so.
  */
 bool
 http_retry_later(const struct http_response *rs, int attempt, long *left,
@@ -371,14 +389,14 @@ http_retry_later(const struct http_response *rs, int attempt, long *left,
 	if (rs->status != 429 && rs->status < 500)
 		return false;
 	wait = rs->retry_after >= 0 ? rs->retry_after : 1L << attempt;
-	if (attempt >= 3 || wait >= *left) {
-		if (wait >= *left && rs->retry_after >= 0)
+	if (attempt >= 3 || wait + 1 > *left) {
+		if (wait + 1 > *left && rs->retry_after >= 0)
 			debug("%s asks to retry after %ld s: too late", who,
 			    wait);
 		return false;
 	}
 	debug("%s answered %ld: retrying in %ld s", who, rs->status, wait);
-	sleep((unsigned)wait);
-	*left -= wait;
+	pause_ms(wait * 1000 + (long)arc4random_uniform(JITTER_MS));
+	*left -= wait + 1;	/* the jitter counts as a second */
 	return true;
 }

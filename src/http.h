@@ -20,6 +20,7 @@ struct http {
 	char		 proxy[300];	/* the request's proxy, for messages */
 	char		*held;		/* non-NULL: keep, not report, why */
 	size_t		 held_size;	/* no answer came (report() in .c) */
+	long		 last_status;	/* the last answer's, 0 if none */
 };
 
 struct http_request {

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "arm.h"
+#include "cache.h"
 #include "config.h"
 #include "config_ssh.h"
 #include "cred.h"
@@ -280,6 +281,18 @@ check_power(const struct route *rt, struct vm_check *vc)
 	return r;
 }
 
+/*
+ * Whether a failure before the tunnel opened says the cached route is
+ * stale: the Bastion's host cannot be reached, or it does not know the
+ * VM (404).  Throttling and refusals say nothing about the route.
+ */
+static bool
+looks_stale(const struct http *h, int r)
+{
+	return r == EXIT_NETWORK || (r == EXIT_REFUSED &&
+	    h->last_status == 404);
+}
+
 /* Every step after the settings. */
 static int
 run(const struct args *a, const struct options *o)
@@ -288,7 +301,7 @@ run(const struct args *a, const struct options *o)
 	struct token tok;
 	struct http h;
 	struct timespec t0;
-	struct vm_check vc = { &h, o, &tok, NULL, false, { 0, 0 } };
+	struct vm_check vc = { &h, o, &tok, NULL, false, false, { 0, 0 } };
 	char why[700];
 	bool opened;
 	int r, k;
@@ -311,7 +324,8 @@ run(const struct args *a, const struct options *o)
 	if ((r = check_power(&rt, &vc)) != 0)
 		goto out_http;
 	r = first_try(&h, o, &rt, &tok, &vc, &opened, why, sizeof(why));
-	if (r != 0 && rt.cached && !opened && !signalled) {
+	if (r != 0 && rt.cached && !opened && !signalled &&
+	    looks_stale(&h, r)) {
 		if ((k = route_refresh(&h, o, &tok, a->host, &rt)) >= 0) {
 			verbose("%s", why);	/* what the stale route did */
 			why[0] = '\0';
@@ -321,10 +335,11 @@ run(const struct args *a, const struct options *o)
 			    sizeof(why));
 		else if (k > 0)
 			r = k;
-	} else if (r != 0 && rt.cached && !signalled)
+	} else if (r != 0 && rt.cached && !signalled && vc.unreached)
 		/*
-		 * XXX: what ssh sent went into that tunnel and cannot be
-		 * sent again; the next connection looks the route up anew.
+		 * XXX: the Bastion could not reach a running VM: the route may
+		 * be stale, but what ssh sent went into that tunnel and
+		 * cannot be sent again; the next connection looks it up anew.
 		 */
 		route_forget(o, &tok, a->host, &rt);
 	if (r != 0 && why[0] != '\0' && !signalled)
@@ -377,6 +392,7 @@ main(int argc, char **argv)
 	stdout_closed = fcntl(STDOUT_FILENO, F_GETFD) == -1;
 	sanitise_stdfd();
 	set_signals();
+	cache_set_interrupt(&signalled);
 	cfg_init(&o);
 	if ((r = parse_args(argc, argv, &a, &o)) == 0 &&
 	    (r = load_config(&a, &o)) == 0) {

@@ -435,6 +435,7 @@ vm_unreached(void *arg)
 	bool started;
 	int r;
 
+	c->unreached = true;
 	if (c->started)
 		r = booting(c, name);
 	else if (read_state(c->h, c->o, c->t, c->vm_id, name, state,

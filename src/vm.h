@@ -20,6 +20,7 @@ struct vm_check {
 	const struct token	*t;
 	const char		*vm_id;
 	bool			 started;	/* we started it */
+	bool			 unreached;	/* the hook was called */
 	struct timespec		 since;		/* when the start began */
 };
 
