@@ -25,7 +25,8 @@ OBJS =		src/arm.o src/buf.o src/cache.o src/cloud.o src/config.o \
 		src/cred.o src/cred_cli.o src/cred_mi.o src/cred_sp.o src/doctor.o \
 		src/entra.o src/http.o src/jwt.o src/log.o src/login.o \
 		src/match.o src/misc.o src/proxy.o src/session.o src/target.o \
-		src/relay.o src/tunnel.o src/tunnel_stdio.o
+		src/relay.o src/tunnel.o src/tunnel_stdio.o \
+		src/wsframe.o
 PROG =		bastion-stdio
 
 all: $(PROG)
@@ -38,7 +39,8 @@ src/%.o: src/%.c src/*.h
 
 UNIT_TESTS =	tests/unit/test_config tests/unit/test_match \
 		tests/unit/test_target tests/unit/test_parse \
-		tests/unit/test_buf tests/unit/test_proxy tests/unit/test_cred
+		tests/unit/test_buf tests/unit/test_proxy tests/unit/test_cred \
+		tests/unit/test_wsframe
 
 tests/unit/%: tests/unit/%.c tests/unit/unit.h $(OBJS)
 	$(CC) $(ALL_CFLAGS) -Isrc -o $@ $< $(OBJS) $(LIBS)
