@@ -25,7 +25,7 @@ OBJS =		src/arm.o src/buf.o src/cache.o src/cloud.o src/config.o \
 		src/cred.o src/cred_cli.o src/cred_mi.o src/cred_sp.o src/doctor.o \
 		src/entra.o src/http.o src/jwt.o src/log.o src/login.o \
 		src/match.o src/misc.o src/proxy.o src/session.o src/target.o \
-		src/relay.o src/tunnel.o src/tunnel_stdio.o \
+		src/relay.o src/tunnel.o src/tunnel_stdio.o src/tunnel_ws.o \
 		src/wsframe.o
 PROG =		bastion-stdio
 

@@ -15,8 +15,9 @@
 #include "misc.h"
 #include "tunnel_int.h"
 
-static struct lws *
-adopt(struct lws *ws, int fd)
+/* Puts fd into ws's poll loop as a raw file; lws owns it then. */
+struct lws *
+tun_adopt_fd(struct lws *ws, int fd)
 {
 	lws_sock_file_fd_type desc;
 
@@ -33,8 +34,8 @@ tun_adopt_stdio(struct tunnel *t, struct lws *ws)
 	/* before either: 0 and 1 may share one file description */
 	t->fd_flags[0] = fcntl(0, F_GETFL);
 	t->fd_flags[1] = fcntl(1, F_GETFL);
-	if ((t->in = adopt(ws, 0)) == NULL ||
-	    (t->out = adopt(ws, 1)) == NULL)
+	if ((t->in = tun_adopt_fd(ws, 0)) == NULL ||
+	    (t->out = tun_adopt_fd(ws, 1)) == NULL)
 		return false;
 	/* A tty on fd 1 is readable when the user types; never read it. */
 	lws_rx_flow_control(t->out, 0);
@@ -157,6 +158,13 @@ tun_on_file_closed(struct tunnel *t, struct lws *wsi)
 		restore_flags(t, 1);
 		t->out = NULL;
 		t->out_gone = true;
+	} else if (wsi == t->net) {
+		/* POLLHUP or an error on the socket: the WebSocket too */
+		t->net = NULL;
+		tun_ws_release(t);
+		if (t->ws != NULL && !t->destroying)
+			lws_set_timeout(t->ws, PENDING_TIMEOUT_USER_OK,
+			    LWS_TO_KILL_ASYNC);
 	}
 }
 
