@@ -356,6 +356,19 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 }
 
 /*
+ * lws's INFO lines carry what tells an HTTP page after the 101 from
+ * frames, but cost a formatted line per write; once the frames are read
+ * in tunnel_ws.c, which tells them apart itself, they are left out.
+ */
+static void
+set_lws_logging(bool info)
+{
+	int levels = LLL_ERR | LLL_WARN | LLL_NOTICE;
+
+	lws_set_log_level(info ? levels | LLL_INFO : levels, lws_emit);
+}
+
+/*
  * Pauses and resumes the readers.  Done here, after lws_service() has
  * returned: in 4.1.6, disabling WebSocket receive inside its own RECEIVE
  * callback while OpenSSL still holds decrypted bytes spins forever
@@ -411,8 +424,10 @@ after_service(struct tunnel *t)
 	}
 	if (t->closing && !was_closing && t->deadline_kind != DL_DRAIN)
 		set_deadline(t, DL_DRAIN, DRAIN_SECONDS);
-	if (t->want_own_rx)
+	if (t->want_own_rx) {
 		tun_ws_take(t);
+		set_lws_logging(!t->own_rx);
+	}
 	apply_flow(t);
 	if (t->ws != NULL && !t->close_sent && !t->echo_sent &&
 	    (t->up.len > 0 || t->closing || t->pong_due || t->echo_due))
@@ -477,14 +492,6 @@ create_context(struct tunnel *t)
 	return lws_create_context(&info);
 }
 
-static void
-set_lws_logging(void)
-{
-	int levels = LLL_ERR | LLL_WARN | LLL_NOTICE | LLL_INFO;
-
-	lws_set_log_level(levels, lws_emit);
-}
-
 /*
  * Sets up the context; stdin and stdout join it with the first open
  * WebSocket.  NULL after reporting an error.
@@ -506,7 +513,7 @@ tunnel_open(const struct tunnel_config *tc)
 	/* lws's default policy pings after 300 s and hangs up at 310 s */
 	t->pings.secs_since_valid_ping = (uint16_t)tc->ping_interval;
 	t->pings.secs_since_valid_hangup = (uint16_t)(2 * tc->ping_interval);
-	set_lws_logging();
+	set_lws_logging(true);
 	if ((t->ctx = create_context(t)) == NULL) {
 		error("cannot create the libwebsockets context");
 		tunnel_close(t, NULL);
@@ -589,6 +596,7 @@ start_attempt(struct tunnel *t)
 	t->why[0] = '\0';
 	lws_last_error[0] = '\0';
 	lws_saw_garbage = false;
+	set_lws_logging(true);
 	set_deadline(t, DL_CONNECT, t->cfg->connect_timeout);
 }
 

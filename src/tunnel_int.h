@@ -72,6 +72,7 @@ void	tun_finish(struct tunnel *t, int status, bool retryable,
 bool	tun_adopt_stdio(struct tunnel *t, struct lws *ws);
 int	tun_on_stdin(struct tunnel *t);
 int	tun_on_stdout(struct tunnel *t);
+void	tun_flush_stdout(struct tunnel *t);
 void	tun_on_file_closed(struct tunnel *t, struct lws *wsi);
 void	tun_apply_stdin_flow(struct tunnel *t);
 struct lws *tun_adopt_fd(struct lws *ws, int fd);

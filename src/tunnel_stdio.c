@@ -117,9 +117,12 @@ drain_stdin(struct tunnel *t)
 	}
 }
 
-/* stdout can take bytes: write until it would block or down is empty. */
-int
-tun_on_stdout(struct tunnel *t)
+/*
+ * Writes down to stdout until it would block or down is empty; 0, or
+ * the errno of a write that failed.
+ */
+static int
+write_down(struct tunnel *t)
 {
 	ssize_t n;
 
@@ -133,17 +136,42 @@ tun_on_stdout(struct tunnel *t)
 			continue;
 		if (n == -1 && errno == EAGAIN)
 			break;
-		if (errno != EPIPE)
-			tun_finish(t, EXIT_LOCAL_IO, false,
-			    "cannot write stdout: %s", strerror(errno));
-		t->out_gone = true;
-		return -1;
+		return n == 0 ? EIO : errno;
 	}
-	/*
-	 * Not re-armed here: 4.1.6 clears POLLOUT after this callback and
-	 * would cancel it (fixed upstream in 99f7e572c, v4.4.0).
-	 */
 	return 0;
+}
+
+/*
+ * Called with what just came down: stdout usually has room, and writing
+ * now saves a trip through poll().  An error is left for the next
+ * RAW_WRITEABLE_FILE to meet again and report.
+ */
+void
+tun_flush_stdout(struct tunnel *t)
+{
+	if (t->out != NULL && !t->out_gone)
+		(void)write_down(t);
+}
+
+/* stdout can take bytes: write until it would block or down is empty. */
+int
+tun_on_stdout(struct tunnel *t)
+{
+	int err = write_down(t);
+
+	if (err == 0) {
+		/*
+		 * Not re-armed here: 4.1.6 clears POLLOUT after this
+		 * callback and would cancel it (fixed upstream in
+		 * 99f7e572c, v4.4.0).
+		 */
+		return 0;
+	}
+	if (err != EPIPE)
+		tun_finish(t, EXIT_LOCAL_IO, false, "cannot write stdout: %s",
+		    strerror(err));
+	t->out_gone = true;
+	return -1;
 }
 
 void

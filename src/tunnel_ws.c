@@ -179,6 +179,7 @@ tun_ws_read(struct tunnel *t, size_t limit)
 		t->rx_done = true;
 		kill_ws(t);
 	}
+	tun_flush_stdout(t);
 	if ((t->pong_due || t->echo_due) && t->ws != NULL)
 		lws_callback_on_writable(t->ws);
 	if (t->rx_done && t->net != NULL && !t->net_paused) {
