@@ -91,6 +91,7 @@ def main(path):
              ("bastion-stdio", "ProxyCommand bastion-stdio"),
              ("reference", "ProxyCommand reference relay (Python)"),
              ("lean", "ProxyCommand probe tunnel (lean C client)"),
+             ("baseline", "ProxyCommand BENCH_BASELINE bastion-stdio"),
              ("bastion-stdio-emu", "bastion-stdio, emulator's data plane"),
              ("reference-emu", "reference, emulator's data plane")]
     for key, label in names:
@@ -105,7 +106,8 @@ def main(path):
           f"  {pct(r['down']):>10}  {pct(r['up']):>8}"
           + (f"  ({fails} failed)" if fails else ""))
     for other, label in (("reference", "bastion-stdio / reference"),
-                         ("lean", "bastion-stdio / lean C client")):
+                         ("lean", "bastion-stdio / lean C client"),
+                         ("baseline", "bastion-stdio / BENCH_BASELINE")):
         r = {d: ratio(t, "bastion-stdio", other, d) for d in ("down", "up")}
         if r["down"] is not None or r["up"] is not None:
             w(f"   {label:<42} {'':>7} {'':>7}"
@@ -128,6 +130,7 @@ def main(path):
     rtt = info.get("rtt_ms", "20")
     rtts = sorted({k[2] for k in setup}, key=float)
     other = [x for x in rtts if x != "0"]
+    s2 = len(out)
     w("2. Set-up: process start to first byte from the target (ms)")
     w(f"   {'':<50} {'0 ms RTT':>9} {'client RTs':>10} "
       + (" ".join(f"{x + ' ms RTT':>10}" for x in other) or
@@ -165,9 +168,12 @@ def main(path):
           f"from ARM {fmt(s[2], '.0f')}; first byte at {fmt(s[0], '.0f')} "
           "from process start")
     w("")
+    if not rows["setup"]:       # BENCH_ONLY=throughput
+        del out[s2:]
     w("3. Per ProxyCommand process, in the runs of section 1")
     short = {"bastion-stdio": "bastion-stdio", "reference": "reference relay",
              "lean": "probe tunnel (lean C client)",
+             "baseline": "BENCH_BASELINE bastion-stdio",
              "bastion-stdio-emu": "bastion-stdio, emulator's data plane",
              "reference-emu": "reference, emulator's data plane"}
     w(f"   {'':<42} {'peak RSS':>8}  {'CPU s/GiB':>9} {'':>5}"

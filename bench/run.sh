@@ -23,7 +23,10 @@
 # BENCH_SETUP_RUNS=11 BENCH_FANOUT=100 BENCH_FANOUT_RUNS=3
 # BENCH_RTT_MS=20 BENCH_EMU_DATAPLANE=0 (1: also ssh through the
 # emulator's own relay) BENCH_OUT=dir (keep the raw results there)
-# BASTION_STDIO=path (default: the build in this tree).
+# BASTION_STDIO=path (default: the build in this tree)
+# BENCH_BASELINE=path (another bastion-stdio, say an earlier commit's
+# build, measured beside this one in the throughput part)
+# BENCH_ONLY=throughput (the data-plane ceilings and throughput only).
 #
 # bench/run.sh --setup-only RTT RESULTS  is how the script runs itself
 # inside the namespace; it appends set-up rows for that RTT to RESULTS.
@@ -197,6 +200,7 @@ transfer() {
 	direct) cmd= ;;
 	bastion-stdio) cmd="$BIN -F $W/bs-relay.conf %h %p" ;;
 	bastion-stdio-emu) cmd="$BIN -F $W/bs-emu.conf %h %p" ;;
+	baseline) cmd="$BENCH_BASELINE -F $W/bs-relay.conf %h %p" ;;
 	reference) cmd="$REF $BID_RELAY %h %p" ;;
 	reference-emu) cmd="$REF $BASTION_ID %h %p" ;;
 	lean) cmd="$PROBE tunnel localhost:$RELAY_PORT $W/pki/ca.pem"
@@ -235,6 +239,7 @@ transfer() {
 
 throughput() {
 	local r d c clients="direct bastion-stdio reference lean"
+	[ -n "${BENCH_BASELINE:-}" ] && clients="$clients baseline"
 	[ "${BENCH_EMU_DATAPLANE:-0}" = 1 ] &&
 	    clients="$clients bastion-stdio-emu reference-emu"
 	truncate -s "$BYTES" "$W/zero.bin"
@@ -424,11 +429,13 @@ RTT=0
 ceilings
 check_world
 throughput
-setup_latency
-check_world
-fan_out
-check_world
-setup_latency_rtt
+if [ "${BENCH_ONLY:-}" != throughput ]; then
+	setup_latency
+	check_world
+	fan_out
+	check_world
+	setup_latency_rtt
+fi
 row info load_after "$(cut -d' ' -f1-3 /proc/loadavg)"
 row info seconds "$(($(date +%s) - START))"
 cp -r "$W/log" "$RESULTS_DIR/" 2>/dev/null
