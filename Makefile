@@ -63,7 +63,8 @@ check-asan:
 # libFuzzer targets (clang): every parser of outside input.  `make fuzz`
 # runs each for FUZZ_SECONDS from the seeds, the fixtures and what earlier
 # runs found; inputs that once failed are kept in fuzz/regressions.
-FUZZERS =	fuzz/fuzz_config fuzz/fuzz_json fuzz/fuzz_target
+FUZZERS =	fuzz/fuzz_config fuzz/fuzz_json fuzz/fuzz_target \
+		fuzz/fuzz_wsframe
 FUZZ_SECONDS ?=	60
 FUZZ_FLAGS =	-g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined
 FUZZ_OBJS =	$(OBJS:src/%.o=fuzz/obj/%.o)
