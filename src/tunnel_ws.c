@@ -85,6 +85,14 @@ tun_ws_take(struct tunnel *t)
 	}
 	/* outside any callback, this only takes POLLIN away (tunnel.c) */
 	lws_rx_flow_control(t->ws, 0);
+	/*
+	 * Without read-ahead OpenSSL reads a record's header, then its body:
+	 * two read()s, or more, per 16 KiB.  lws no longer reads this SSL,
+	 * and SSL_has_pending() below sees what read-ahead keeps.  lws sets
+	 * SSL_MODE_RELEASE_BUFFERS, so the next buffer has the new size.
+	 */
+	SSL_set_default_read_buffer_len(t->ssl, RX_CHUNK);
+	SSL_set_read_ahead(t->ssl, 1);
 	ws_rx_init(&t->rx);
 	t->own_rx = true;
 	debug2("WebSocket frames are read here from now on");
