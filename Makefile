@@ -28,7 +28,7 @@ OBJS =		src/arm.o src/arm_call.o src/buf.o src/cache.o src/cloud.o \
 		src/http.o src/jwt.o src/log.o src/login.o src/lookup.o \
 		src/match.o src/misc.o src/proxy.o src/relay.o src/route.o \
 		src/session.o src/target.o src/tunnel.o src/tunnel_stdio.o \
-		src/vm.o
+		src/tunnel_ws.o src/vm.o src/wsframe.o
 PROG =		bastion-stdio
 
 all: $(PROG)
@@ -41,7 +41,8 @@ src/%.o: src/%.c src/*.h
 
 UNIT_TESTS =	tests/unit/test_config tests/unit/test_match \
 		tests/unit/test_target tests/unit/test_parse \
-		tests/unit/test_buf tests/unit/test_proxy tests/unit/test_cred
+		tests/unit/test_buf tests/unit/test_proxy tests/unit/test_cred \
+		tests/unit/test_wsframe
 
 tests/unit/%: tests/unit/%.c tests/unit/unit.h $(OBJS)
 	$(CC) $(ALL_CFLAGS) -Isrc -o $@ $< $(OBJS) $(LIBS)
@@ -64,7 +65,8 @@ check-asan:
 # libFuzzer targets (clang): every parser of outside input.  `make fuzz`
 # runs each for FUZZ_SECONDS from the seeds, the fixtures and what earlier
 # runs found; inputs that once failed are kept in fuzz/regressions.
-FUZZERS =	fuzz/fuzz_config fuzz/fuzz_json fuzz/fuzz_target
+FUZZERS =	fuzz/fuzz_config fuzz/fuzz_json fuzz/fuzz_target \
+		fuzz/fuzz_wsframe
 FUZZ_SECONDS ?=	60
 FUZZ_FLAGS =	-g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined
 FUZZ_OBJS =	$(OBJS:src/%.o=fuzz/obj/%.o)

@@ -72,6 +72,7 @@ NAMES = [("direct", "direct TCP, no ProxyCommand (the limit)"),
          ("bastion-stdio", "ProxyCommand bastion-stdio"),
          ("reference", "ProxyCommand reference relay (Python)"),
          ("lean", "ProxyCommand probe tunnel (lean C client)"),
+         ("baseline", "ProxyCommand BENCH_BASELINE bastion-stdio"),
          ("bastion-stdio-emu", "bastion-stdio, emulator's data plane"),
          ("reference-emu", "reference, emulator's data plane")]
 
@@ -94,7 +95,8 @@ def section_throughput(w, t, rows, bytes_):
           f"  {pct(r['down']):>10}  {pct(r['up']):>8}"
           + (f"  ({fails} failed)" if fails else ""))
     for other, label in (("reference", "bastion-stdio / reference"),
-                         ("lean", "bastion-stdio / lean C client")):
+                         ("lean", "bastion-stdio / lean C client"),
+                         ("baseline", "bastion-stdio / BENCH_BASELINE")):
         r = {d: ratio(t, "bastion-stdio", other, d) for d in ("down", "up")}
         if r["down"] is not None or r["up"] is not None:
             w(f"   {label:<42} {'':>7} {'':>7}"
@@ -117,6 +119,7 @@ def section_process(w, t, gib):
     w("3. Per ProxyCommand process, in the runs of section 1")
     short = {"bastion-stdio": "bastion-stdio", "reference": "reference relay",
              "lean": "probe tunnel (lean C client)",
+             "baseline": "BENCH_BASELINE bastion-stdio",
              "bastion-stdio-emu": "bastion-stdio, emulator's data plane",
              "reference-emu": "reference, emulator's data plane"}
     w(f"   {'':<42} {'peak RSS':>8}  {'CPU s/GiB':>9} {'':>5}"

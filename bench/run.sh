@@ -27,7 +27,10 @@
 # BENCH_SETUP_RUNS=11 BENCH_FANOUT=100 BENCH_FANOUT_RUNS=3
 # BENCH_RTT_MS=20 BENCH_EMU_DATAPLANE=0 (1: also ssh through the
 # emulator's own relay) BENCH_OUT=dir (keep the raw results there)
-# BASTION_STDIO=path (default: the build in this tree).
+# BASTION_STDIO=path (default: the build in this tree)
+# BENCH_BASELINE=path (another bastion-stdio, say an earlier commit's
+# build, measured beside this one in the throughput part)
+# BENCH_ONLY=throughput (the data-plane ceilings and throughput only).
 #
 # bench/run.sh --setup (make bench-setup) runs the set-up part alone:
 # some 20 seconds instead of 7 minutes.
@@ -233,6 +236,7 @@ transfer() {
 	direct) cmd= ;;
 	bastion-stdio) cmd="$BIN -F $W/bs-relay.conf %h %p" ;;
 	bastion-stdio-emu) cmd="$BIN -F $W/bs-emu.conf %h %p" ;;
+	baseline) cmd="$BENCH_BASELINE -F $W/bs-relay.conf %h %p" ;;
 	reference) cmd="$REF $BID_RELAY %h %p" ;;
 	reference-emu) cmd="$REF $BASTION_ID %h %p" ;;
 	lean) cmd="$PROBE tunnel localhost:$RELAY_PORT $W/pki/ca.pem"
@@ -271,6 +275,7 @@ transfer() {
 
 throughput() {
 	local r d c clients="direct bastion-stdio reference lean"
+	[ -n "${BENCH_BASELINE:-}" ] && clients="$clients baseline"
 	[ "${BENCH_EMU_DATAPLANE:-0}" = 1 ] &&
 	    clients="$clients bastion-stdio-emu reference-emu"
 	truncate -s "$BYTES" "$W/zero.bin"
@@ -497,6 +502,10 @@ RTT=0
 if [ "${1:-}" = --setup ]; then
 	setup_latency
 	check_world
+elif [ "${BENCH_ONLY:-}" = throughput ]; then
+	ceilings
+	check_world
+	throughput
 else
 	ceilings
 	check_world
@@ -506,7 +515,7 @@ else
 	fan_out
 	check_world
 fi
-setup_latency_rtt
+[ "${BENCH_ONLY:-}" = throughput ] || setup_latency_rtt
 row info load_after "$(cut -d' ' -f1-3 /proc/loadavg)"
 row info seconds "$(($(date +%s) - START))"
 cp -r "$W/log" "$RESULTS_DIR/" 2>/dev/null

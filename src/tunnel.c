@@ -105,8 +105,8 @@ tun_finish(struct tunnel *t, int status, bool retryable, const char *fmt,
 }
 
 /* Keeps what was sent before the target spoke, for a replay. */
-static void
-keep_for_replay(struct tunnel *t, const unsigned char *p, size_t n)
+void
+tun_keep_for_replay(struct tunnel *t, const unsigned char *p, size_t n)
 {
 	if (t->target_spoke || t->replay_lost)
 		return;
@@ -118,37 +118,35 @@ keep_for_replay(struct tunnel *t, const unsigned char *p, size_t n)
 	buf_put(&t->sent, p, n);
 }
 
-/* One frame from up per call: lws allows one write per WRITEABLE. */
+/*
+ * The frames are built in tunnel_ws.c; only the close is left to lws
+ * when lws reads the stream, since it must then see the ack itself.
+ */
 static int
 on_ws_writeable(struct tunnel *t, struct lws *wsi)
 {
-	size_t n = t->up.len < t->cfg->frame_size ? t->up.len :
-	    t->cfg->frame_size;
-	unsigned char *p = t->up.data + t->up.off;
-
 	/* 4.1.6 may call again after the close began; a second -1 would
 	 * drop the connection without waiting for the close ack. */
 	if (t->close_sent)
 		return 0;
-	if (n > 0 && t->status == 0) {
-		keep_for_replay(t, p, n);
-		/* lws masks in place: the copy keeps up's bytes intact */
-		memcpy(t->txbuf + LWS_PRE, p, n);
-		if (lws_write(wsi, t->txbuf + LWS_PRE, n, LWS_WRITE_BINARY) <
-		    (int)n) {
-			tun_finish(t, EXIT_TUNNEL, false,
-			    "cannot send to the Bastion");
-			return -1;
-		}
-		buf_consume(&t->up, n);
-		return 0;
-	}
-	if (t->closing) {
+	if (!t->own_rx && t->closing && (t->up.len == 0 || t->status != 0)) {
 		lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0);
 		t->close_sent = true;
 		return -1;
 	}
-	return 0;
+	return tun_ws_writeable(t, wsi);
+}
+
+/* len bytes came down, by lws or by tunnel_ws.c. */
+void
+tun_count_down(struct tunnel *t, size_t len)
+{
+	t->stats.bytes_down += len;
+	if (len > 0 && !t->target_spoke) {
+		t->target_spoke = true;
+		buf_free(&t->sent);
+		lws_sul_cancel(&t->deadline);	/* the first-byte wait */
+	}
 }
 
 static void
@@ -157,12 +155,7 @@ on_receive(struct tunnel *t, const void *in, size_t len)
 	/* Text and fragments alike are stream bytes.  Receive flow control
 	 * is not touched here: see apply_flow(). */
 	buf_put(&t->down, in, len);
-	t->stats.bytes_down += len;
-	if (len > 0 && !t->target_spoke) {
-		t->target_spoke = true;
-		buf_free(&t->sent);
-		lws_sul_cancel(&t->deadline);	/* the first-byte wait */
-	}
+	tun_count_down(t, len);
 }
 
 static void
@@ -211,6 +204,7 @@ on_established(struct tunnel *t, struct lws *ws)
 {
 	int one = 1;
 
+	tun_ws_established(t);
 	t->established = true;
 	t->stats.opened = true;
 	t->last_pong = time(NULL);
@@ -256,8 +250,10 @@ on_connect_error(struct tunnel *t, struct lws *ws, const char *why)
 static void
 on_ws_closed(struct tunnel *t)
 {
-	long silent = (long)(time(NULL) - t->last_pong);
+	long silent;
 
+	tun_ws_release(t);	/* what is left to read decides too */
+	silent = (long)(time(NULL) - t->last_pong);
 	t->ws = NULL;
 	t->ws_gone = true;
 	if (t->close_sent)
@@ -273,7 +269,7 @@ on_ws_closed(struct tunnel *t)
 		    "tunnel with code %d%s%s", t->peer_close,
 		    t->close_reason[0] != '\0' ? ": " : "", t->close_reason);
 	}
-	else if (lws_saw_garbage && !t->target_spoke)
+	else if ((lws_saw_garbage || t->saw_garbage) && !t->target_spoke)
 		tun_finish(t, EXIT_PROTOCOL, true, "Bastion %s answered the "
 		    "upgrade with 101, then sent an HTTP response instead of "
 		    "WebSocket frames", t->cfg->host);
@@ -339,6 +335,7 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 		return 0;
 	case LWS_CALLBACK_WSI_DESTROY:
 		if (wsi == t->ws) {	/* killed without CLOSED */
+			tun_ws_release(t);
 			t->ws = NULL;
 			t->ws_gone = true;
 		}
@@ -346,6 +343,10 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 	case LWS_CALLBACK_RAW_RX_FILE:
 		if (wsi == t->in)
 			return tun_on_stdin(t);
+		if (wsi == t->net) {
+			tun_ws_read(t, DOWN_HWM);
+			return 0;
+		}
 		lws_rx_flow_control(wsi, 0);
 		return 0;
 	case LWS_CALLBACK_RAW_WRITEABLE_FILE:
@@ -359,6 +360,19 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 }
 
 /*
+ * lws's INFO lines carry what tells an HTTP page after the 101 from
+ * frames, but cost a formatted line per write; once the frames are read
+ * in tunnel_ws.c, which tells them apart itself, they are left out.
+ */
+static void
+set_lws_logging(bool info)
+{
+	int levels = LLL_ERR | LLL_WARN | LLL_NOTICE;
+
+	lws_set_log_level(info ? levels | LLL_INFO : levels, lws_emit);
+}
+
+/*
  * Pauses and resumes the readers.  Done here, after lws_service() has
  * returned: in 4.1.6, disabling WebSocket receive inside its own RECEIVE
  * callback while OpenSSL still holds decrypted bytes spins forever
@@ -368,7 +382,9 @@ static void
 apply_flow(struct tunnel *t)
 {
 	tun_apply_stdin_flow(t);
-	if (t->ws == NULL)
+	if (t->own_rx)
+		tun_ws_flow(t);
+	if (t->ws == NULL || t->own_rx)
 		return;
 	if (!t->rx_paused && t->down.len > DOWN_HWM) {
 		lws_rx_flow_control(t->ws, 0);
@@ -412,8 +428,13 @@ after_service(struct tunnel *t)
 	}
 	if (t->closing && !was_closing && t->deadline_kind != DL_DRAIN)
 		set_deadline(t, DL_DRAIN, DRAIN_SECONDS);
+	if (t->want_own_rx) {
+		tun_ws_take(t);
+		set_lws_logging(!t->own_rx);
+	}
 	apply_flow(t);
-	if (t->ws != NULL && (t->up.len > 0 || t->closing))
+	if (t->ws != NULL && !t->close_sent && !t->echo_sent &&
+	    (t->up.len > 0 || t->closing || t->pong_due || t->echo_due))
 		lws_callback_on_writable(t->ws);
 	if (t->out != NULL && t->down.len > 0)
 		lws_callback_on_writable(t->out);
@@ -475,14 +496,6 @@ create_context(struct tunnel *t)
 	return lws_create_context(&info);
 }
 
-static void
-set_lws_logging(void)
-{
-	int levels = LLL_ERR | LLL_WARN | LLL_NOTICE | LLL_INFO;
-
-	lws_set_log_level(levels, lws_emit);
-}
-
 /*
  * Sets up the context; stdin and stdout join it with the first open
  * WebSocket.  NULL after reporting an error.
@@ -497,11 +510,14 @@ tunnel_open(const struct tunnel_config *tc)
 	buf_init(&t->up, 2 * UP_HWM);
 	buf_init(&t->down, DOWN_HWM + 2 * RX_CHUNK);
 	buf_init(&t->sent, 0);
-	t->txbuf = xmalloc(LWS_PRE + tc->frame_size);
+	/* a batch, and room for one frame of FrameSize past it */
+	t->txbuf = xmalloc(LWS_PRE + TX_WRITE_MAX + tc->frame_size +
+	    2 * (WS_HDR_MAX + WS_CTL_MAX));
+	t->rxbuf = xmalloc(RX_CHUNK);
 	/* lws's default policy pings after 300 s and hangs up at 310 s */
 	t->pings.secs_since_valid_ping = (uint16_t)tc->ping_interval;
 	t->pings.secs_since_valid_hangup = (uint16_t)(2 * tc->ping_interval);
-	set_lws_logging();
+	set_lws_logging(true);
 	if ((t->ctx = create_context(t)) == NULL) {
 		error("cannot create the libwebsockets context");
 		tunnel_close(t, NULL);
@@ -527,6 +543,7 @@ tunnel_close(struct tunnel *t, struct tunnel_stats *st)
 	buf_free(&t->down);
 	buf_free(&t->sent);
 	free(t->txbuf);
+	free(t->rxbuf);
 	free(t);
 }
 
@@ -572,13 +589,19 @@ start_attempt(struct tunnel *t)
 	}
 	t->ws = NULL;
 	t->established = t->ws_gone = t->close_sent = t->closing = false;
-	t->rx_paused = t->done = t->retryable = t->unreached = false;
+	t->rx_paused = t->done = t->retryable = t->saw_garbage = false;
+	t->unreached = false;
+	t->want_own_rx = t->own_rx = t->net_paused = t->rx_done = false;
+	t->pong_due = t->echo_due = t->echo_sent = false;
+	t->net = NULL;
+	t->ssl = NULL;
 	t->peer_close = -1;
 	t->close_reason[0] = '\0';
 	t->status = 0;
 	t->why[0] = '\0';
 	lws_last_error[0] = '\0';
 	lws_saw_garbage = false;
+	set_lws_logging(true);
 	set_deadline(t, DL_CONNECT, t->cfg->connect_timeout);
 }
 

@@ -15,8 +15,9 @@
 #include "misc.h"
 #include "tunnel_int.h"
 
-static struct lws *
-adopt(struct lws *ws, int fd)
+/* Puts fd into ws's poll loop as a raw file; lws owns it then. */
+struct lws *
+tun_adopt_fd(struct lws *ws, int fd)
 {
 	lws_sock_file_fd_type desc;
 
@@ -33,8 +34,8 @@ tun_adopt_stdio(struct tunnel *t, struct lws *ws)
 	/* before either: 0 and 1 may share one file description */
 	t->fd_flags[0] = fcntl(0, F_GETFL);
 	t->fd_flags[1] = fcntl(1, F_GETFL);
-	if ((t->in = adopt(ws, 0)) == NULL ||
-	    (t->out = adopt(ws, 1)) == NULL)
+	if ((t->in = tun_adopt_fd(ws, 0)) == NULL ||
+	    (t->out = tun_adopt_fd(ws, 1)) == NULL)
 		return false;
 	/* A tty on fd 1 is readable when the user types; never read it. */
 	lws_rx_flow_control(t->out, 0);
@@ -116,9 +117,12 @@ drain_stdin(struct tunnel *t)
 	}
 }
 
-/* stdout can take bytes: write until it would block or down is empty. */
-int
-tun_on_stdout(struct tunnel *t)
+/*
+ * Writes down to stdout until it would block or down is empty; 0, or
+ * the errno of a write that failed.
+ */
+static int
+write_down(struct tunnel *t)
 {
 	ssize_t n;
 
@@ -132,17 +136,42 @@ tun_on_stdout(struct tunnel *t)
 			continue;
 		if (n == -1 && errno == EAGAIN)
 			break;
-		if (errno != EPIPE)
-			tun_finish(t, EXIT_LOCAL_IO, false,
-			    "cannot write stdout: %s", strerror(errno));
-		t->out_gone = true;
-		return -1;
+		return n == 0 ? EIO : errno;
 	}
-	/*
-	 * Not re-armed here: 4.1.6 clears POLLOUT after this callback and
-	 * would cancel it (fixed upstream in 99f7e572c, v4.4.0).
-	 */
 	return 0;
+}
+
+/*
+ * Called with what just came down: stdout usually has room, and writing
+ * now saves a trip through poll().  An error is left for the next
+ * RAW_WRITEABLE_FILE to meet again and report.
+ */
+void
+tun_flush_stdout(struct tunnel *t)
+{
+	if (t->out != NULL && !t->out_gone)
+		(void)write_down(t);
+}
+
+/* stdout can take bytes: write until it would block or down is empty. */
+int
+tun_on_stdout(struct tunnel *t)
+{
+	int err = write_down(t);
+
+	if (err == 0) {
+		/*
+		 * Not re-armed here: 4.1.6 clears POLLOUT after this
+		 * callback and would cancel it (fixed upstream in
+		 * 99f7e572c, v4.4.0).
+		 */
+		return 0;
+	}
+	if (err != EPIPE)
+		tun_finish(t, EXIT_LOCAL_IO, false, "cannot write stdout: %s",
+		    strerror(err));
+	t->out_gone = true;
+	return -1;
 }
 
 void
@@ -157,6 +186,13 @@ tun_on_file_closed(struct tunnel *t, struct lws *wsi)
 		restore_flags(t, 1);
 		t->out = NULL;
 		t->out_gone = true;
+	} else if (wsi == t->net) {
+		/* POLLHUP or an error on the socket: the WebSocket too */
+		t->net = NULL;
+		tun_ws_release(t);
+		if (t->ws != NULL && !t->destroying)
+			lws_set_timeout(t->ws, PENDING_TIMEOUT_USER_OK,
+			    LWS_TO_KILL_ASYNC);
 	}
 }
 

@@ -11,7 +11,8 @@ fixtures=${FIXTURES:-../shared/fixtures/azure-rest-api-specs}
 passed=0
 failed=0
 mkdir -p fuzz/corpus fuzz/crashes
-for f in fuzz/fuzz_config fuzz/fuzz_json fuzz/fuzz_target; do
+for f in fuzz/fuzz_config fuzz/fuzz_json fuzz/fuzz_target \
+    fuzz/fuzz_wsframe; do
 	name=${f#fuzz/fuzz_}
 	mkdir -p "fuzz/corpus/$name" "fuzz/regressions/$name"
 	extra=

@@ -33,3 +33,17 @@ expect_eq "$(wc -c <"$T/out") $(sha256sum <"$T/out" | cut -d' ' -f1)" \
 expect_empty "$T/err" "stderr"
 expect_no_sessions
 target_stop
+
+# A frame in the same TLS record as the 101 is read by libwebsockets
+# along with it; then lws keeps parsing (tunnel_ws.c cannot take its
+# bytes over), and the stream is the same.
+emu_faults '{"ws_after_101": "with_frame", "split_frames": true}'
+target_start send $size
+run_bs_held -o LogLevel=DEBUG vm1 "$TARGET_PORT"
+expect_eq $RC 0 "status with a frame after the 101"
+expect_eq "$(head -n 1 "$T/out")" early "the frame after the 101"
+expect_eq "$(tail -c +7 "$T/out" | wc -c) $(tail -c +7 "$T/out" |
+    sha256sum | cut -d' ' -f1)" "$expected" "bytes down after it"
+expect_match "$T/err" 'frames came with the 101' "lws parses them"
+target_stop
+emu_faults '{"ws_after_101": null, "split_frames": null}'

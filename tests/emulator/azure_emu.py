@@ -549,7 +549,9 @@ current set, a null value removes a key, unknown keys are refused with 400):
                     read and dropped, nothing relayed); "no_upgrade_headers":
                     101 without Upgrade/Connection; "no_accept": 101
                     without Sec-WebSocket-Accept; "bad_accept": 101 with a
-                    wrong accept value. The last three relay normally.
+                    wrong accept value; "with_frame": 101 and a binary
+                    frame "early\n" in one write (so in one TLS record).
+                    The last four relay normally.
   close_after_bytes N  after relaying N bytes to the client, close the WS
                     (close_code, default 1000, and close_reason) and the
                     target. 0 closes before any data (e.g. 1008 "policy").
@@ -1292,7 +1294,7 @@ def normalize_faults(update):
         out[key] = val
     mode = out.get("ws_after_101")
     if mode not in (None, "http400", "silence", "no_upgrade_headers",
-                    "no_accept", "bad_accept"):
+                    "no_accept", "bad_accept", "with_frame"):
         raise ConfigError(f"ws_after_101: unknown mode {mode!r}")
     if out.get("lifetime_s") is not None:
         check_lifetime_fault(out["lifetime_s"])
@@ -4641,7 +4643,10 @@ async def handle_ws(emu, req, reader, writer, kind, token):
     sess.state = "open"
     mode = emu.faults.get("ws_after_101")
     emu.record(req, "ws", 101, redact_last=True)
-    writer.write(upgrade_response(req, mode))
+    resp = upgrade_response(req, mode)
+    if mode == "with_frame":
+        resp += frame(0x2, b"early\n")
+    writer.write(resp)
     await after_upgrade(emu, sess, reader, writer, mode)
 
 
