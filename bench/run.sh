@@ -139,8 +139,11 @@ bench_world() {
 	# Entra and ARM on two host names, as login.microsoftonline.com and
 	# management.azure.com are, so that no client reuses a connection
 	# between them that it could not reuse against Azure.
-	conf "$BID_RELAY" "$W/pki/ca.pem" >"$W/bs-relay.conf"
-	conf "$BASTION_ID" "$W/pki/ca.pem" >"$W/bs-emu.conf"
+	# the resource group given, so that nothing is looked up
+	conf "$BID_RELAY" "$W/pki/ca.pem" TargetResourceGroup "$RG" \
+	    >"$W/bs-relay.conf"
+	conf "$BASTION_ID" "$W/pki/ca.pem" TargetResourceGroup "$RG" \
+	    >"$W/bs-emu.conf"
 	# ways to reach web: everything set, the Bastion alone, nothing
 	conf "$BID_HUB" "$W/pki/ca.pem" TargetResourceGroup app \
 	    >"$W/bs-set.conf"
