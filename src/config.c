@@ -77,6 +77,7 @@ cfg_free(struct options *o)
 {
 	size_t i;
 
+	free(o->ca_dir);
 	free(o->files_read);
 	free(o->hosts_matched);
 	for (i = 0; i < sizeof(keywords) / sizeof(keywords[0]); i++) {

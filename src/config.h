@@ -39,6 +39,7 @@ struct options {
 
 	/* Derived by cfg_finish(). */
 	const struct cloud *cloud;
+	char	*ca_dir;		/* hashed CA directory, no CAFile */
 
 	/* What was read, for `doctor`: files, and Host lines that applied. */
 	char	*files_read;

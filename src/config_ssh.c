@@ -249,7 +249,7 @@ config_ssh_command(const struct options *o, const char *config_file,
 	if (options_given)
 		logit("warning: the blocks do not carry what -o set; put "
 		    "such settings in a configuration file");
-	if ((r = http_init(&h, o->ca_file, BASTION_STDIO_UA,
+	if ((r = http_init(&h, o->ca_file, o->ca_dir, BASTION_STDIO_UA,
 	    o->connect_timeout)) != 0)
 		return r;
 	if ((r = cred_get_arm_token(&h, o, &tok)) == 0 &&

@@ -217,7 +217,7 @@ doctor_command(const struct options *o, const char *host, const char *port)
 	d.o = o;
 	if (check_settings(&d, host, port) == -1)
 		goto out;
-	if ((r = http_init(&d.h, o->ca_file, BASTION_STDIO_UA,
+	if ((r = http_init(&d.h, o->ca_file, o->ca_dir, BASTION_STDIO_UA,
 	    o->connect_timeout)) != 0) {
 		step(&d, "http", r, "cannot set up libcurl");
 		goto out;

@@ -20,7 +20,8 @@
 #define HTTP_BODY_MAX	(1024 * 1024)
 
 int
-http_init(struct http *h, const char *ca_file, const char *ua, long timeout)
+http_init(struct http *h, const char *ca_file, const char *ca_dir,
+    const char *ua, long timeout)
 {
 	memset(h, 0, sizeof(*h));
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK ||
@@ -29,6 +30,7 @@ http_init(struct http *h, const char *ca_file, const char *ua, long timeout)
 		return EXIT_LOCAL_IO;
 	}
 	h->ca_file = ca_file;
+	h->ca_dir = ca_dir;
 	h->user_agent = ua;
 	h->timeout = timeout;
 	return 0;
@@ -259,6 +261,10 @@ set_common(struct http *h, char *errbuf)
 		/* the file alone, as on the WebSocket leg */
 		curl_easy_setopt(c, CURLOPT_CAINFO, h->ca_file);
 		curl_easy_setopt(c, CURLOPT_CAPATH, NULL);
+	} else if (h->ca_dir != NULL) {
+		/* the directory alone: libcurl's bundle would be parsed */
+		curl_easy_setopt(c, CURLOPT_CAINFO, NULL);
+		curl_easy_setopt(c, CURLOPT_CAPATH, h->ca_dir);
 	}
 	if (log_get_level() >= LOG_DEBUG3) {
 		curl_easy_setopt(c, CURLOPT_VERBOSE, 1L);

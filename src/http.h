@@ -14,6 +14,7 @@
 struct http {
 	void		*curl;		/* CURL *, reused for keep-alive */
 	const char	*ca_file;	/* NULL: the system store */
+	const char	*ca_dir;	/* its hashed directory, or NULL */
 	const char	*user_agent;
 	long		 timeout;	/* seconds for a whole request */
 	volatile sig_atomic_t *interrupted;	/* abort when it turns 1 */
@@ -45,8 +46,8 @@ struct http_response {
 	char		*async_operation;	/* Azure-AsyncOperation */
 };
 
-int	http_init(struct http *h, const char *ca_file, const char *ua,
-	    long timeout);
+int	http_init(struct http *h, const char *ca_file, const char *ca_dir,
+	    const char *ua, long timeout);
 void	http_cleanup(struct http *h);
 int	http_do(struct http *h, const struct http_request *rq,
 	    struct http_response *rs);

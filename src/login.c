@@ -334,7 +334,7 @@ login_command(const struct options *o)
 	struct http h;
 	int r;
 
-	if ((r = http_init(&h, o->ca_file, BASTION_STDIO_UA,
+	if ((r = http_init(&h, o->ca_file, o->ca_dir, BASTION_STDIO_UA,
 	    o->connect_timeout)) != 0)
 		return r;
 	cred_ctx_init(&c, &h, o);

@@ -8,6 +8,8 @@
 #include <curl/curl.h>
 #include <libwebsockets.h>
 #include <openssl/crypto.h>
+#include <openssl/x509.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -166,6 +168,36 @@ parse_args(int argc, char **argv, struct args *a, struct options *o)
 	return 0;
 }
 
+/*
+ * The system store as a hashed directory (SSL_CERT_DIR, else OpenSSL's
+ * default), when it has hash links: it is read one certificate at a
+ * time, as verification needs them, where loading the bundle parses
+ * every CA on both legs (some 56 ms per connection with Debian's 144).
+ * NULL: no such directory; the libraries' defaults then apply.
+ */
+static char *
+trust_dir(void)
+{
+	const char *env = getenv(X509_get_default_cert_dir_env());
+	const char *dir = env != NULL && *env != '\0' ? env :
+	    X509_get_default_cert_dir();
+	char *link = NULL;
+	struct dirent *e;
+	DIR *d;
+
+	if ((d = opendir(dir)) == NULL)
+		return NULL;
+	while (link == NULL && (e = readdir(d)) != NULL)
+		if (strlen(e->d_name) == 10 && e->d_name[8] == '.' &&
+		    strspn(e->d_name, "0123456789abcdef") == 8)
+			link = e->d_name;
+	closedir(d);
+	if (link == NULL)
+		return NULL;
+	debug("trusting the CA directory %s", dir);
+	return xstrdup(dir);
+}
+
 /* Reads every source of settings and sets up logging from them. */
 static int
 load_config(const struct args *a, struct options *o)
@@ -201,6 +233,8 @@ load_config(const struct args *a, struct options *o)
 		    strerror(errno));
 		return EXIT_CONFIG;
 	}
+	if (o->ca_file == NULL)
+		o->ca_dir = trust_dir();
 	return 0;
 }
 
@@ -308,7 +342,7 @@ run(const struct args *a, const struct options *o)
 
 	memset(&tok, 0, sizeof(tok));
 	if ((r = route_check(o, a->host, a->port, &rt)) != 0 ||
-	    (r = http_init(&h, o->ca_file, BASTION_STDIO_UA,
+	    (r = http_init(&h, o->ca_file, o->ca_dir, BASTION_STDIO_UA,
 	    o->connect_timeout)) != 0)
 		goto out;
 	h.interrupted = &signalled;

@@ -42,6 +42,7 @@ tunnel_settings(const struct options *o, const char *endpoint,
 		return r;
 	tc->host = host;
 	tc->ca_file = o->ca_file;
+	tc->ca_dir = o->ca_dir;
 	tc->user_agent = BASTION_STDIO_UA;
 	tc->proxy = px;
 	tc->frame_size = (size_t)o->frame_size;

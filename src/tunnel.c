@@ -305,8 +305,14 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 	struct tunnel *t = lws_context_user(lws_get_context(wsi));
 	const unsigned char *code = in;
 
-	(void)user;
 	switch (reason) {
+	case LWS_CALLBACK_OPENSSL_LOAD_EXTRA_CLIENT_VERIFY_CERTS:
+		/* user is the client SSL_CTX, before any connection */
+		if (t->cfg->ca_file == NULL && t->cfg->ca_dir != NULL &&
+		    SSL_CTX_load_verify_locations(user, NULL,
+		    t->cfg->ca_dir) != 1)
+			debug("cannot use the CA directory %s", t->cfg->ca_dir);
+		return 0;
 	case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER:
 		return on_append_headers(t, wsi, in, len);
 	case LWS_CALLBACK_CLIENT_ESTABLISHED:
@@ -480,7 +486,9 @@ create_context(struct tunnel *t)
 		 */
 		info.client_ssl_ca_filepath = tc->ca_file;
 		info.options |= LWS_SERVER_OPTION_DISABLE_OS_CA_CERTS;
-	}
+	} else if (tc->ca_dir != NULL)
+		/* the directory alone: see LOAD_EXTRA_CLIENT_VERIFY_CERTS */
+		info.options |= LWS_SERVER_OPTION_DISABLE_OS_CA_CERTS;
 	/* a little later than our own deadline, whose message is clearer */
 	info.timeout_secs = (unsigned int)tc->connect_timeout + 2;
 	info.connect_timeout_secs = (unsigned int)tc->connect_timeout + 2;

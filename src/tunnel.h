@@ -16,6 +16,7 @@ struct tunnel_config {
 	const char	*host;		/* data-plane host name */
 	int		 port;
 	const char	*ca_file;	/* NULL: the system store */
+	const char	*ca_dir;	/* its hashed directory, or NULL */
 	const char	*user_agent;
 	const struct proxy *proxy;	/* NULL or url NULL: direct */
 	size_t		 frame_size;

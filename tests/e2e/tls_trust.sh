@@ -20,6 +20,21 @@ SSL_CERT_FILE=$W/pki/ca.pem BS_CONF="-F $T/noca.conf" run_bs_held vm1 "$TARGET_P
 expect_eq $RC 0 "status with SSL_CERT_FILE"
 expect_eq "$(wc -c <"$T/out")" 5000 "bytes with SSL_CERT_FILE"
 
+# Without CAFile, the store's hashed directory is read (not a bundle
+# parsed whole): SSL_CERT_DIR names it, on both legs.
+mkdir -p "$T/certs"
+cp "$W/pki/ca.pem" "$T/certs/test-ca.pem"
+openssl rehash "$T/certs" 2>/dev/null || c_rehash "$T/certs" >/dev/null
+(unset SSL_CERT_FILE
+SSL_CERT_DIR=$T/certs BS_CONF="-F $T/noca.conf" run_bs_held -v vm1 \
+    "$TARGET_PORT"
+expect_eq $RC 0 "status with SSL_CERT_DIR"
+expect_eq "$(wc -c <"$T/out")" 5000 "bytes with SSL_CERT_DIR"
+expect_match "$T/err" "trusting the CA directory $T/certs" "the directory"
+SSL_CERT_DIR=$T/otherpki run_bs -F "$T/noca.conf" vm1 22 </dev/null
+expect_eq $RC 6 "status with a directory without hash links"
+exit $FAILED) || FAILED=1
+
 # A data plane whose certificate names another host, and one whose
 # certificate has expired: the verify error is named.
 for cert in wrongname expired; do
