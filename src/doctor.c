@@ -55,15 +55,20 @@ static int
 check_settings(struct doctor *d, const char *host, const char *port)
 {
 	const struct options *o = d->o;
+	char trust[300];
 	int r;
 
 	step(d, "config", 0, "files: %s; Host lines: %s",
 	    o->files_read ? o->files_read : "none",
 	    o->hosts_matched ? o->hosts_matched : "none");
+	if (o->ca_file != NULL)
+		snprintf(trust, sizeof(trust), "%s", o->ca_file);
+	else
+		snprintf(trust, sizeof(trust), "(system%s%s)",
+		    o->ca_dir ? ": " : "", o->ca_dir ? o->ca_dir : "");
 	step(d, "settings", 0, "Cloud %s, ArmEndpoint %s, AuthorityHost %s, "
 	    "CAFile %s, ConnectTimeout %ld", o->cloud->name, o->arm_endpoint,
-	    o->authority_host, o->ca_file ? o->ca_file : "(system)",
-	    o->connect_timeout);
+	    o->authority_host, trust, o->connect_timeout);
 	if (o->bastion == NULL && host == NULL) {
 		step(d, "bastion", EXIT_CONFIG, "no Bastion: set it to the "
 		    "Bastion's resource id, or give HOST to find one");
