@@ -376,7 +376,12 @@ run(const struct args *a, const struct options *o)
 		 * cannot be sent again; the next connection looks it up anew.
 		 */
 		route_forget(o, &tok, a->host, &rt);
-	if (r != 0 && why[0] != '\0' && !signalled)
+	/*
+	 * A failure is reported even when a signal came after it: ssh
+	 * sends SIGHUP as soon as it sees the EOF that the failure caused.
+	 * One a signal caused has no text (the relay winds down quietly).
+	 */
+	if (r != 0 && why[0] != '\0')
 		error("%s", why);
 	verbose("done (%ld ms)", ms_since(&t0));
 out_http:

@@ -44,3 +44,13 @@ else:
 print("; ".join(errors))
 sys.exit(1 if errors else 0)
 PY
+
+# The Bastion ends a session with 1011: ssh shows why, although it sends
+# SIGHUP to its ProxyCommand as soon as it sees the EOF.
+emu_faults '{"close_after_s": 1, "close_code": 1011, "close_reason": "bye"}'
+ssh -F "$W/ssh_config" vm1 'sleep 5' >"$T/out" 2>"$T/err"
+# the line comes after the session's DELETE, when ssh may have exited
+wait_for 50 grep -q "Bastion closed the tunnel with code 1011: bye" \
+    "$T/err" || fail "the reason, under ssh: $(cat "$T/err")"
+emu_faults '{"close_after_s": null, "close_code": null, "close_reason": null}'
+expect_no_sessions
