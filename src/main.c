@@ -203,6 +203,7 @@ static int
 load_config(const struct args *a, struct options *o)
 {
 	enum log_level level;
+	bool from_env = false;
 	int r;
 
 	if (a->config_file == NULL)
@@ -226,11 +227,13 @@ load_config(const struct args *a, struct options *o)
 		return EXIT_CONFIG;
 	}
 	if (o->ca_file == NULL && getenv("SSL_CERT_FILE") != NULL &&
-	    *getenv("SSL_CERT_FILE") != '\0')
+	    *getenv("SSL_CERT_FILE") != '\0') {
 		o->ca_file = xstrdup(getenv("SSL_CERT_FILE"));
+		from_env = true;
+	}
 	if (o->ca_file != NULL && access(o->ca_file, R_OK) == -1) {
-		error("cannot read CAFile %s: %s", o->ca_file,
-		    strerror(errno));
+		error("cannot read %s %s: %s", from_env ? "SSL_CERT_FILE" :
+		    "CAFile", o->ca_file, strerror(errno));
 		return EXIT_CONFIG;
 	}
 	if (o->ca_file == NULL)

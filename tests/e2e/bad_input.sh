@@ -35,6 +35,8 @@ check 3 'TargetResourceId .* is not the id of a VM' $F \
     vm1 22
 check 3 'TargetResourceGroup "bad/rg" is not' $F -o TargetResourceGroup=bad/rg vm1 22
 check 3 'cannot read CAFile /nonexistent' -o CAFile=/nonexistent $F vm1 22
+SSL_CERT_FILE=/nonexistent check 3 'cannot read SSL_CERT_FILE /nonexistent' \
+    -F none vm1 22
 check 3 'ArmEndpoint must be an https:// URL' -o ArmEndpoint=http://x $F vm1 22
 (unset AZURE_CLIENT_SECRET; check 4 'no Azure credential: sign in with .bastion-stdio login. or .az login., or set AZURE_TENANT_ID' \
     $F vm1 22; exit $FAILED) || FAILED=1
