@@ -134,10 +134,11 @@ on_control(struct tunnel *t, const struct ws_ctl *c)
 		t->echo_due = true;
 		/*
 		 * XXX: now and then (1 run in 10 to 20 on a loaded machine)
-		 * the loop then sleeps until the Bastion drops the connection
-		 * after its own grace (2 s in the emulator), and a close of
-		 * ours can wait the same way for its ack (up to 5 s).  The
-		 * echo's WRITEABLE seems never to come; not pinned down.
+		 * the last bytes before the emulator's close, and the close,
+		 * come only when the emulator's 2 s wait for its send buffer
+		 * to drain ends, with no read of ours in between.  Its
+		 * asyncio TLS transport or our poll set may hold them; not
+		 * settled.  A close of ours can wait the same way (5 s).
 		 */
 		break;
 	}
