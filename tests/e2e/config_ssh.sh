@@ -17,11 +17,7 @@ emu POST /_emu/config -H 'Content-Type: application/json' -d @- \
          "$S/resourceGroups/iso/$CMP/virtualMachines/alone": {"ip": "127.0.0.1", "vnet": "$ISO"}}}
 JSON
 mkdir -p "$T/xdg/bastion-stdio"
-cat >"$T/xdg/bastion-stdio/config" <<CONF
-ArmEndpoint $EMU
-AuthorityHost $EMU
-CAFile $W/pki/ca.pem
-CONF
+zero_conf "$T/xdg/bastion-stdio/config"
 export XDG_CONFIG_HOME=$T/xdg
 
 "$BIN" config-ssh >"$T/out" 2>"$T/err"

@@ -28,12 +28,7 @@ hub_bastion="\"$BH_HUB\": {\"sku\": \"Standard\", \"vnet\": \"$HUB\"}"
 world "$hub_bastion"
 
 # Only where Azure is: no Bastion, no target settings.
-cat >"$T/conf" <<CONF
-ArmEndpoint $EMU
-AuthorityHost $EMU
-CAFile $W/pki/ca.pem
-ConnectTimeout 10
-CONF
+zero_conf "$T/conf"
 BS_CONF="-F $T/conf"
 arm0=$(emu_counter arm)
 

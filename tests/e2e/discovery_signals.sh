@@ -2,20 +2,8 @@
 # promptly: while it asks itself, and while it waits for another process
 # that is asking the same thing (the lookup's cache lock).
 
-net_ids
-emu POST /_emu/config -H 'Content-Type: application/json' -d @- \
-    >/dev/null <<JSON
-{"vnets": {"$HUB": {"address_prefixes": ["10.0.0.0/16"], "peerings": ["$APP"]},
-           "$APP": {"address_prefixes": ["10.1.0.0/16"], "peerings": ["$HUB"]}},
- "bastions": {"$BH_HUB": {"sku": "Standard", "vnet": "$HUB"}},
- "vms": {"$WEB": {"ip": "127.0.0.1", "private_ip": "10.1.0.4", "vnet": "$APP"}}}
-JSON
-cat >"$T/conf" <<CONF
-ArmEndpoint $EMU
-AuthorityHost $EMU
-CAFile $W/pki/ca.pem
-ConnectTimeout 10
-CONF
+hub_world
+zero_conf "$T/conf"
 target_start send 100
 mkfifo "$T/stdin"
 sleep 60 >"$T/stdin" &

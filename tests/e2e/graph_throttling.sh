@@ -4,20 +4,8 @@
 # ignorant of the VM: the route found with Resource Graph stays cached,
 # and processes started together do not all ask Resource Graph again.
 
-net_ids
-emu POST /_emu/config -H 'Content-Type: application/json' -d @- \
-    >/dev/null <<JSON
-{"vnets": {"$HUB": {"address_prefixes": ["10.0.0.0/16"], "peerings": ["$APP"]},
-           "$APP": {"address_prefixes": ["10.1.0.0/16"], "peerings": ["$HUB"]}},
- "bastions": {"$BH_HUB": {"sku": "Standard", "vnet": "$HUB"}},
- "vms": {"$WEB": {"ip": "127.0.0.1", "private_ip": "10.1.0.4", "vnet": "$APP"}}}
-JSON
-cat >"$T/conf" <<CONF
-ArmEndpoint $EMU
-AuthorityHost $EMU
-CAFile $W/pki/ca.pem
-ConnectTimeout 10
-CONF
+hub_world
+zero_conf "$T/conf"
 BS_CONF="-F $T/conf"
 target_start send 100
 

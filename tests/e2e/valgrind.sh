@@ -24,15 +24,8 @@ kill $holder
 expect_eq "$(wc -c <"$T/out")" 300000 "bytes under valgrind"
 expect_empty "$T/vg2" "valgrind report"
 
-net_ids
-emu POST /_emu/config -H 'Content-Type: application/json' -d @- \
-    >/dev/null <<JSON
-{"vnets": {"$HUB": {"peerings": ["$APP"]}, "$APP": {"peerings": ["$HUB"]}},
- "bastions": {"$BH_HUB": {"sku": "Standard", "vnet": "$HUB"}},
- "vms": {"$WEB": {"ip": "127.0.0.1", "vnet": "$APP", "private_ip": "10.1.0.4"}}}
-JSON
-printf 'ArmEndpoint %s\nAuthorityHost %s\nCAFile %s\n' "$EMU" "$EMU" \
-    "$W/pki/ca.pem" >"$T/zero.conf"
+hub_world
+zero_conf "$T/zero.conf"
 rm -rf "$T/cache"
 sleep 30 >"$T/stdin" &
 holder=$!

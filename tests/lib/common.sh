@@ -141,6 +141,25 @@ net_ids() {
 	POOL=$S/resourceGroups/app/$CMP/virtualMachineScaleSets/pool
 }
 
+# The smallest such world: bh-hub in the hub, the VM web in the peered
+# application network (private IP 10.1.0.4).
+hub_world() {
+	net_ids
+	emu POST /_emu/config -H 'Content-Type: application/json' -d @- \
+	    >/dev/null <<JSON
+{"vnets": {"$HUB": {"address_prefixes": ["10.0.0.0/16"], "peerings": ["$APP"]},
+           "$APP": {"address_prefixes": ["10.1.0.0/16"], "peerings": ["$HUB"]}},
+ "bastions": {"$BH_HUB": {"sku": "Standard", "vnet": "$HUB"}},
+ "vms": {"$WEB": {"ip": "127.0.0.1", "private_ip": "10.1.0.4", "vnet": "$APP"}}}
+JSON
+}
+
+# Settings with only where Azure is (no Bastion, no target), into $1.
+zero_conf() {
+	printf '%s\n' "ArmEndpoint $EMU" "AuthorityHost $EMU" \
+	    "CAFile $W/pki/ca.pem" "ConnectTimeout 10" >"$1"
+}
+
 emu_active_sessions() {
 	emu GET /_emu/sessions | $PY -c 'import json,sys; print(len(json.load(sys.stdin)["active"]))'
 }
